@@ -1,0 +1,32 @@
+"""db3learn: distill any label-only classifier into a compact PyTorch student.
+
+Decision-based black-box knowledge distillation (DB3KD; Z. Wang, ICML 2021):
+the distance from a sample to each of the teacher's decision boundaries
+becomes a soft label, and a student learns them with knowledge distillation.
+"""
+
+from ._distiller import DB3Distiller
+from ._labeler import DecisionBoundarySoftLabeler
+from ._soft_labels import distances_to_logits, soft_labels
+from ._student import KDStudent, distillation_loss
+from ._teachers import Teacher, TorchTeacher, as_teacher
+from .exceptions import DB3Error, QueryBudgetExceeded, TeacherAnswerError, TeacherError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DB3Distiller",
+    "DecisionBoundarySoftLabeler",
+    "KDStudent",
+    "Teacher",
+    "TorchTeacher",
+    "as_teacher",
+    "distances_to_logits",
+    "soft_labels",
+    "distillation_loss",
+    "DB3Error",
+    "QueryBudgetExceeded",
+    "TeacherError",
+    "TeacherAnswerError",
+    "__version__",
+]

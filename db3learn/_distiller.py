@@ -1,0 +1,348 @@
+"""DB3Distiller: a scikit-learn classifier distilled from a label-only teacher."""
+
+import inspect
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.metrics import accuracy_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._labeler import DecisionBoundarySoftLabeler
+from ._student import KDStudent, _EpochBar
+from ._teachers import _TeacherParamMixin
+from .models import MLP
+
+__all__ = ["DB3Distiller"]
+
+_DTYPES = [np.float32, np.float64]
+_PREFIX = "student__"
+_TRAINING_DEFAULTS = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
+
+
+class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
+    """Distill a label-only teacher into a PyTorch student (DB3KD).
+
+    ``fit(X)`` asks the teacher for the labels of the transfer set ``X``,
+    estimates each sample's distance to the teacher's decision boundaries
+    with ``soft_labeler``, and trains a skorch student (:class:`KDStudent`)
+    on the teacher's hard labels plus the soft labels at ``temperature``
+    (Wang, ICML 2021). The fitted distiller predicts with the student.
+
+    Parameters
+    ----------
+    teacher : object with ``predict``, callable, torch.nn.Module or Teacher
+        The teacher, wrapped by :func:`~db3learn.as_teacher`. A fitted
+        scikit-learn teacher is never refit, and ``clone`` shares it with
+        its query counter, answer cache and distance cache.
+    student : None, torch.nn.Module class or instance, or skorch NeuralNet, default=None
+        The student network; it must return logits. ``None``: an
+        :class:`~db3learn.models.MLP` with one hidden layer sized from the
+        data (:func:`~db3learn.models.default_hidden_units`). A module class
+        whose ``__init__`` takes ``n_features`` and ``n_classes`` gets them
+        from the data. A skorch net contributes its module and settings and
+        is trained with the distillation loss.
+    soft_labeler : DecisionBoundarySoftLabeler or None, default=None
+        How soft labels are made; ``None`` means
+        ``DecisionBoundarySoftLabeler()``. It is cloned and given this
+        distiller's teacher.
+    temperature : float or None, default=None
+        ``T`` of the soft labels and of the KL term; ``None`` takes the
+        soft labeler's ``temperature``. A search over it re-uses cached
+        teacher answers and distances.
+    kd_weight : float, default=1.0
+        Weight of the KL term (:func:`~db3learn.distillation_loss`); 0 trains
+        a copycat student on the teacher's hard labels alone and spends no
+        queries on boundary distances.
+    temperature_squared : bool, default=True
+        Scale the KL term by ``T**2`` (Hinton et al., 2015). The DB3KD
+        reference code sums the KL over the batch instead, with no ``T**2``.
+    max_epochs, batch_size, lr, optimizer, device : default=None
+        skorch's training parameters. ``None`` keeps the value of a skorch
+        net given as ``student``, else 30 epochs, batches of 128, Adam at
+        1e-3, on ``"cpu"``. ``device="cuda"`` trains on a GPU.
+    callbacks : list or None, default=None
+        skorch callbacks added to the student.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the student's initialisation and shuffling and the soft
+        labeler's random choices: an int makes ``fit`` reproducible.
+    verbose : int, default=0
+        1 shows progress bars (search, training); 2 adds skorch's epoch
+        table.
+    **student_params
+        ``student__<name>=value`` is passed to the student's module as
+        skorch's ``module__<name>``, e.g. ``student__hidden_units=(64,)``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The teacher's labels, of any dtype.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        When ``X`` had string column names.
+    student_ : KDStudent
+        The fitted skorch student (it predicts class indices into
+        ``classes_``).
+    soft_labeler_ : DecisionBoundarySoftLabeler
+        The fitted soft labeler (``None`` when ``kd_weight == 0``).
+    temperature_ : float
+        The temperature used.
+    n_queries_ : int
+        Rows the teacher's ``predict`` received during ``fit`` (cache hits
+        excluded).
+
+    See Also
+    --------
+    DecisionBoundarySoftLabeler : the soft labels.
+    KDStudent : the student's loss.
+
+    References
+    ----------
+    Z. Wang, "Zero-Shot Knowledge Distillation from a Decision-Based
+    Black-Box Model", ICML 2021, arXiv:2106.03310.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import SVC
+    >>> from db3learn import DB3Distiller
+    >>> X, y = load_iris(return_X_y=True)
+    >>> teacher = SVC().fit(X, y)
+    >>> student = DB3Distiller(teacher, max_epochs=100, random_state=0).fit(X)
+    >>> student.predict(X[:3])
+    array([0, 0, 0])
+    >>> bool(student.score(X) > 0.9)  # fidelity: agreement with the teacher
+    True
+    """
+
+    _parameter_constraints = {
+        "teacher": [HasMethods(["predict"]), callable],
+        "student": [None, type, torch.nn.Module, NeuralNet],
+        "soft_labeler": [None, DecisionBoundarySoftLabeler],
+        "temperature": [Interval(Real, 0, None, closed="neither"), None],
+        "kd_weight": [Interval(Real, 0, None, closed="left")],
+        "temperature_squared": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "optimizer": [type, None],
+        "device": [str, torch.device, None],
+        "callbacks": [list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        teacher,
+        *,
+        student=None,
+        soft_labeler=None,
+        temperature=None,
+        kd_weight=1.0,
+        temperature_squared=True,
+        max_epochs=None,
+        batch_size=None,
+        lr=None,
+        optimizer=None,
+        device=None,
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+        **student_params,
+    ):
+        self.teacher = teacher
+        self.student = student
+        self.soft_labeler = soft_labeler
+        self.temperature = temperature
+        self.kd_weight = kd_weight
+        self.temperature_squared = temperature_squared
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+        _check_student_params(student_params)
+        vars(self).update(student_params)
+
+    # -- student__<param> routing, as skorch routes module__<param> ------------
+    def _student_params(self):
+        return {k: v for k, v in vars(self).items() if k.startswith(_PREFIX)}
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update(self._student_params())
+        return params
+
+    def set_params(self, **params):
+        routed = {k: params.pop(k) for k in list(params) if k.startswith(_PREFIX)}
+        _check_student_params(routed)
+        vars(self).update(routed)
+        return super().set_params(**params)
+
+    # -- fitting -----------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Distill the teacher into the student on the transfer set ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The transfer set: unlabelled inputs; the teacher labels them.
+        y : None or array-like of shape (n_samples,)
+            Not used to train (only the teacher's answers are); accepted so
+            that scikit-learn's model selection can pass it for scoring.
+
+        Returns
+        -------
+        self : DB3Distiller
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is not 2-D or holds NaN or infinity.
+        QueryBudgetExceeded, TeacherError, TeacherAnswerError
+            From the teacher; answers and distances computed so far stay
+            cached, so a new ``fit`` resumes where this one stopped.
+        """
+        X = validate_data(self, X, dtype=_DTYPES)
+        teacher = self._get_teacher()
+        q0 = teacher.n_queries
+        rng = check_random_state(self.random_state)
+        labeler = clone(self.soft_labeler) if self.soft_labeler is not None else DecisionBoundarySoftLabeler()
+        labeler.set_params(teacher=teacher, verbose=max(labeler.verbose, self.verbose))
+        if labeler.random_state is None and self.random_state is not None:
+            labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
+        labeler.fit(X)
+        self.classes_ = labeler.classes_
+        hard = labeler.reference_labels_
+        self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
+        if self.kd_weight > 0:
+            target = np.column_stack([hard, labeler.distance_logits(X)]).astype(np.float32)
+            self.soft_labeler_ = labeler
+        else:
+            target = hard.astype(np.int64)
+            self.soft_labeler_ = None
+        self.student_ = self._build_student(X.shape[1], len(self.classes_))
+        seed = int(rng.randint(2**31 - 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.student_.fit(X.astype(np.float32, copy=False), target)
+        self.n_queries_ = teacher.n_queries - q0
+        return self
+
+    def _build_student(self, n_features, n_classes):
+        module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}
+        student = self.student
+        if isinstance(student, NeuralNet):
+            base = {k: v for k, v in student.get_params(deep=False).items() if k not in ("criterion", "classes")}
+        else:
+            base = {"module": MLP if student is None else student}
+        module = base["module"]
+        if inspect.isclass(module):
+            accepted = inspect.signature(module).parameters
+            for name, value in (("n_features", n_features), ("n_classes", n_classes)):
+                if name in accepted and f"module__{name}" not in base:
+                    base[f"module__{name}"] = value
+        base.update(module_params)
+        for name, default in _TRAINING_DEFAULTS.items():
+            value = getattr(self, name)
+            if value is not None:
+                base[name] = value
+            else:
+                base.setdefault(name, default)
+        callbacks = list(base.get("callbacks") or [])
+        if self.callbacks:
+            callbacks += list(self.callbacks)
+        if self.verbose:
+            callbacks.append(("epoch_bar", _EpochBar()))
+        base["callbacks"] = callbacks or None
+        base["verbose"] = int(self.verbose > 1)
+        return KDStudent(
+            **base,
+            classes=list(range(n_classes)),
+            temperature=self.temperature_,
+            kd_weight=self.kd_weight,
+            temperature_squared=self.temperature_squared,
+        )
+
+    # -- prediction --------------------------------------------------------------
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=_DTYPES, reset=False)
+
+    def _student_input(self, X):
+        return self._validated(X).astype(np.float32, copy=False)
+
+    def predict(self, X):
+        """The student's label for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Elements of ``classes_``.
+        """
+        return self.classes_[self.student_.predict(self._student_input(X))]
+
+    def predict_proba(self, X):
+        """The student's class probabilities (softmax of its logits, T = 1).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of float32 of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        return self.student_.predict_proba(self._student_input(X))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Accuracy against ``y``, or fidelity to the teacher when ``y`` is None.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None, default=None
+            True labels. ``None`` scores **fidelity**: the share of samples
+            on which the student agrees with the teacher (which costs a
+            query per row not already cached).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+
+        Returns
+        -------
+        score : float
+            In [0, 1].
+        """
+        X = self._validated(X)
+        if y is None:
+            y = self._get_teacher().predict(X)
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _check_student_params(params):
+    bad = [k for k in params if not k.startswith(_PREFIX) or len(k) == len(_PREFIX)]
+    if bad:
+        raise TypeError(
+            f"DB3Distiller got unexpected keyword arguments {bad}; extra arguments must be "
+            "student__<name>=value, passed to the student's module as skorch's module__<name>."
+        )

@@ -1,0 +1,45 @@
+"""Exceptions raised by db3learn.
+
+Every exception of the library's own derives from :class:`DB3Error`, and also
+from the standard exception that scikit-learn code already catches for the
+same kind of problem (``ValueError`` for bad input, ``RuntimeError`` for a
+teacher that failed), so ``except ValueError`` keeps working around db3learn.
+"""
+
+__all__ = ["DB3Error", "QueryBudgetExceeded", "TeacherError", "TeacherAnswerError"]
+
+
+class DB3Error(Exception):
+    """Base class of every exception db3learn raises of its own."""
+
+
+class QueryBudgetExceeded(DB3Error, RuntimeError):
+    """The teacher's query budget (``max_queries``) ran out.
+
+    Every answer received before the budget ran out is cached in the
+    :class:`~db3learn.Teacher`; raise the budget and call again to resume
+    without asking those rows twice.
+
+    Attributes
+    ----------
+    max_queries : int
+        The budget, in rows sent to the teacher.
+    n_queries : int
+        Rows already sent to the teacher when the error was raised.
+    n_requested : int
+        Rows the failed call still needed answered.
+    """
+
+    def __init__(self, message, *, max_queries, n_queries, n_requested):
+        super().__init__(message)
+        self.max_queries = max_queries
+        self.n_queries = n_queries
+        self.n_requested = n_requested
+
+
+class TeacherError(DB3Error, RuntimeError):
+    """The teacher's own ``predict`` raised; the original is the ``__cause__``."""
+
+
+class TeacherAnswerError(DB3Error, ValueError):
+    """The teacher answered, but not with one known label per row."""
