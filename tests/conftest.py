@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.svm import SVC
+
+
+class CountingModel:
+    """A real fitted model that records every batch its predict receives."""
+
+    def __init__(self, model):
+        self.model = model
+        self.rows = 0
+        self.calls = 0
+        self.classes_ = getattr(model, "classes_", None)
+
+    def predict(self, X):
+        self.rows += len(X)
+        self.calls += 1
+        return self.model.predict(X)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits scaled to [0, 1], split 1000 / 797."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    return X[:1000], y[:1000], X[1000:], y[1000:]
+
+
+@pytest.fixture(scope="session")
+def svc(digits):
+    X, y, _, _ = digits
+    return SVC(gamma=2.0, C=5.0).fit(X, y)
