@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._labeler import DecisionBoundarySoftLabeler
@@ -169,12 +170,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
-        _check_student_params(student_params)
-        vars(self).update(student_params)
+        self._student_kwargs = dict(student_params)
 
     # -- student__<param> routing, as skorch routes module__<param> ------------
     def _student_params(self):
-        return {k: v for k, v in vars(self).items() if k.startswith(_PREFIX)}
+        return dict(getattr(self, "_student_kwargs", {}))
 
     def get_params(self, deep=True):
         params = super().get_params(deep=deep)
@@ -183,8 +183,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
     def set_params(self, **params):
         routed = {k: params.pop(k) for k in list(params) if k.startswith(_PREFIX)}
-        _check_student_params(routed)
-        vars(self).update(routed)
+        self._student_kwargs = {**self._student_params(), **routed}
         return super().set_params(**params)
 
     # -- fitting -----------------------------------------------------------------
@@ -212,7 +211,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             From the teacher; answers and distances computed so far stay
             cached, so a new ``fit`` resumes where this one stopped.
         """
-        X = validate_data(self, X, dtype=_DTYPES)
+        _check_student_params(self._student_params())
+        if y is None:
+            X = validate_data(self, X, dtype=_DTYPES)
+        else:  # only checked: y may serve for scoring, never for training
+            X, y = validate_data(self, X, y, dtype=_DTYPES)
+            check_classification_targets(y)
         teacher = self._get_teacher()
         q0 = teacher.n_queries
         rng = check_random_state(self.random_state)
@@ -293,7 +297,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             Elements of ``classes_``.
         """
-        return self.classes_[self.student_.predict(self._student_input(X))]
+        X = self._student_input(X)
+        return self.classes_[self.student_.predict(X)]
 
     def predict_proba(self, X):
         """The student's class probabilities (softmax of its logits, T = 1).
@@ -307,7 +312,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of float32 of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        return self.student_.predict_proba(self._student_input(X))
+        X = self._student_input(X)
+        return self.student_.predict_proba(X)
 
     def score(self, X, y=None, sample_weight=None):
         """Accuracy against ``y``, or fidelity to the teacher when ``y`` is None.
