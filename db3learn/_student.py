@@ -99,9 +99,9 @@ class KDStudent(NeuralNetClassifier):
         Kept so that skorch applies the softmax in ``predict_proba``; the
         loss itself is :func:`distillation_loss`.
     train_split : default=None
-        No validation split by default. skorch's stratified ``ValidSplit``
-        cannot split the 2-D targets: pass ``ValidSplit(5, stratified=False)``
-        for a validation score (``valid_acc`` is scored on column 0).
+        No validation split by default. A skorch ``ValidSplit`` works,
+        stratified ones too: they stratify on the teacher's hard labels, and
+        ``valid_acc`` scores against them.
     verbose : int, default=0
     **kwargs
         Any other skorch ``NeuralNetClassifier`` parameter.
@@ -138,6 +138,16 @@ class KDStudent(NeuralNetClassifier):
         super().check_data(X, y)
         if y is not None and np.ndim(y) == 2:
             self.classes_inferred_ = np.arange(np.shape(y)[1] - 1)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """As skorch's, but a stratified split stratifies on the hard labels (column 0)."""
+        dataset = self.get_dataset(X, y)
+        if not self.train_split:
+            return dataset, None
+        if y is None:
+            return self.train_split(dataset, **fit_params)
+        hard = np.asarray(y)[:, 0] if np.ndim(y) == 2 else y
+        return self.train_split(dataset, hard, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = y_true.to(y_pred.device)
