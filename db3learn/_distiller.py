@@ -22,7 +22,7 @@ __all__ = ["DB3Distiller"]
 
 _DTYPES = [np.float32, np.float64]
 _PREFIX = "student__"
-_TRAINING_DEFAULTS = {"max_epochs": 30, "batch_size": 128, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
+_TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
 
 class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
@@ -64,7 +64,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         reference code sums the KL over the batch instead, with no ``T**2``.
     max_epochs, batch_size, lr, optimizer, device : default=None
         skorch's training parameters. ``None`` keeps the value of a skorch
-        net given as ``student``, else 30 epochs, batches of 128, Adam at
+        net given as ``student``, else 50 epochs, batches of 32, Adam at
         1e-3, on ``"cpu"``. ``device="cuda"`` trains on a GPU.
     callbacks : list or None, default=None
         skorch callbacks added to the student.
@@ -108,16 +108,17 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.datasets import load_digits
     >>> from sklearn.svm import SVC
     >>> from db3learn import DB3Distiller
-    >>> X, y = load_iris(return_X_y=True)
-    >>> teacher = SVC().fit(X, y)
-    >>> student = DB3Distiller(teacher, max_epochs=100, random_state=0).fit(X)
-    >>> student.predict(X[:3])
-    array([0, 0, 0])
-    >>> bool(student.score(X) > 0.9)  # fidelity: agreement with the teacher
-    True
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> teacher = SVC().fit(X[:1000], y[:1000])  # any model that answers with labels
+    >>> student = DB3Distiller(teacher, random_state=0).fit(X[:500])
+    >>> student.predict(X[1000:1005])
+    array([1, 4, 0, 5, 3])
+    >>> round(student.score(X[1000:]), 2)  # fidelity: agreement with the teacher
+    0.95
     """
 
     _parameter_constraints = {

@@ -124,11 +124,10 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     >>> X, y = load_iris(return_X_y=True)
     >>> teacher = LogisticRegression(max_iter=1000).fit(X, y)
     >>> labeler = DecisionBoundarySoftLabeler(teacher, n_directions=3).fit(X)
-    >>> P = labeler.transform(X[:2])
-    >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-12)
-    ((2, 3), True)
-    >>> labeler.boundary_distances(X[:1]).round(2)
-    array([[0.  , 1.52, 4.41]])
+    >>> labeler.boundary_distances(X[:1]).round(2)  # in cm, the units of X
+    array([[0.  , 1.6 , 3.79]])
+    >>> labeler.transform(X[:1]).round(3)  # softmax(-d / 1.0)
+    array([[0.816, 0.165, 0.018]])
     """
 
     _parameter_constraints = {

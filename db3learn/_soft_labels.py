@@ -38,7 +38,7 @@ def distances_to_logits(distances, mapping="negative"):
     >>> distances_to_logits(D, "inverse")
     array([[0.5, 0.5, 0. ]])
     >>> distances_to_logits(D, "negative")
-    array([[-0., -2., -inf]])
+    array([[ -0.,  -2., -inf]])
     """
     D = np.asarray(distances, dtype=np.float64)
     if D.ndim != 2:
