@@ -6,6 +6,7 @@ batches of a fixed size, caches each row's answer so that no row is asked
 twice, and checks that the answers are labels, one per row.
 """
 
+import copy
 import hashlib
 import numbers
 
@@ -112,6 +113,8 @@ class Teacher:
             )
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if max_queries is not None and (not isinstance(max_queries, numbers.Integral) or max_queries < 0):
+            raise ValueError(f"max_queries must be a non-negative integer or None, got {max_queries!r}.")
         self.model = model
         self.batch_size = int(batch_size)
         self.max_queries = max_queries
@@ -434,6 +437,9 @@ class _TeacherParamMixin:
         params = self.get_params(deep=False)
         teacher = params.pop("teacher")
         new = type(self)(teacher=teacher, **{k: clone(v, safe=False) for k, v in params.items()})
+        for attr in ("_sklearn_output_config", "_metadata_request"):  # as sklearn's own clone does
+            if hasattr(self, attr):
+                setattr(new, attr, copy.deepcopy(getattr(self, attr)))
         if teacher is not None:
             new._teacher_wrapper = (teacher, self._get_teacher())
         return new

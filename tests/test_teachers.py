@@ -180,3 +180,29 @@ def test_string_labels():
     teacher = Teacher(lambda X: np.where(X[:, 0] > 0, "cat", "dog"))
     out = teacher.predict(np.array([[1.0], [-1.0]]))
     assert out.tolist() == ["cat", "dog"]
+
+
+def test_skorch_net_teacher_answers_with_indices(digits):
+    from skorch import NeuralNetClassifier
+
+    from db3learn.models import MLP
+
+    X, y = digits[0].astype(np.float32), digits[1]
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(MLP, module__n_features=64, module__n_classes=10, max_epochs=3, lr=0.01, train_split=None).fit(X, y)
+    teacher = as_teacher(net)
+    np.testing.assert_array_equal(teacher.predict(X[:50]), net.predict(X[:50]))
+    np.testing.assert_array_equal(teacher.classes_, np.arange(10))
+
+
+def test_set_output_survives_clone(digits, svc):
+    from db3learn import DecisionBoundarySoftLabeler
+
+    labeler = DecisionBoundarySoftLabeler(svc, method="sd").set_output(transform="pandas")
+    out = clone(labeler).fit(digits[0][:30]).transform(digits[0][:3])
+    assert list(out.columns)[:2] == ["decisionboundarysoftlabeler0", "decisionboundarysoftlabeler1"]
+
+
+def test_max_queries_must_be_a_count(svc):
+    with pytest.raises(ValueError, match="max_queries must be a non-negative integer or None, got -1"):
+        Teacher(svc, max_queries=-1)
