@@ -9,7 +9,13 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._search import binary_search_distances, sample_distances, select_references
+from ._search import (
+    binary_search_distances,
+    hopskipjump_distances,
+    sample_distances,
+    select_references,
+    sign_opt_distances,
+)
 from ._soft_labels import DISTANCE_TO_LOGIT, distances_to_logits, soft_labels
 from ._teachers import _row_keys, _TeacherParamMixin
 from .exceptions import TeacherAnswerError
@@ -17,6 +23,9 @@ from .exceptions import TeacherAnswerError
 __all__ = ["DecisionBoundarySoftLabeler"]
 
 _DTYPES = [np.float64, np.float32]
+_REFINING = ("mbd", "hsj")  # methods that refine BD's best direction
+#: Query budget per (sample, class) pair of the refining searches when none is given.
+_DEFAULT_PAIR_BUDGET = {"mbd": 20000, "hsj": 1000}
 
 
 class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -34,14 +43,23 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     teacher : object with ``predict``, callable, torch.nn.Module, Teacher or None, default=None
         The teacher, wrapped by :func:`~db3learn.as_teacher`. ``None`` only
         inside :class:`~db3learn.DB3Distiller`, which passes its own.
-    method : {"bd", "sd"}, default="bd"
-        The distance estimator (Wang, ICML 2021, section 3.2).
+    method : {"bd", "sd", "mbd", "hsj"}, default="bd"
+        The distance estimator. The paper's three (Wang, ICML 2021,
+        section 3.2):
         ``"sd"``, sample distance: distance to the nearest reference of each
         class; no queries beyond labelling the references.
         ``"bd"``, boundary distance: a binary search toward each of
         ``n_directions`` references of the class, the minimum over them;
-        about ``n_directions x ceil(log2(1/tol))`` queries per
+        at most ``n_directions x ceil(log2(1/tol))`` queries per
         (sample, class), fewer since directions that can no longer win stop.
+        ``"mbd"``, minimal boundary distance: BD, then Sign-OPT (Cheng et
+        al., ICLR 2020) on BD's best direction, with the paper's defaults
+        (200 queries per gradient estimate, ``beta = 0.001``,
+        ``alpha = 0.2``) and up to 20,000 queries per (sample, class).
+        Faster: ``"hsj"``: BD, then a batched targeted HopSkipJump walk
+        along the boundary (Chen et al., IEEE S&P 2020), which gets closer
+        to the minimal distance than Sign-OPT at budgets of tens to
+        hundreds of queries per (sample, class); up to 1,000 by default.
     n_directions : int, default=10
         ``K``: references searched toward per (sample, class) for ``"bd"``,
         and for ``"sd"`` with ``reference_selection="random"``.
@@ -72,10 +90,20 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     max_queries_per_sample : int or None, default=None
         Query budget of the search per sample, over all its target classes
         and directions (the query that labels the sample itself is not
-        counted). ``None``: bounded by ``tol`` only. Within the budget, the
-        directions that are currently nearest are refined first.
+        counted), for every method; never exceeded. BD spends first, the
+        directions that are currently nearest first; ``"mbd"`` and
+        ``"hsj"`` share what is left equally among the sample's classes.
+        ``None``: BD is bounded by ``tol`` only, MBD and HSJ by
+        ``max_queries_per_pair``.
+    max_queries_per_pair : int or None, default=None
+        For ``"mbd"`` and ``"hsj"``: budget of the refining search per
+        (sample, class) pair, after BD. ``None``: 20,000 for ``"mbd"`` (the
+        paper's), 1,000 for ``"hsj"``.
     random_state : int, RandomState instance or None, default=None
-        Seeds ``reference_selection="random"``.
+        Seeds ``reference_selection="random"`` and the random directions of
+        ``"mbd"`` and ``"hsj"``. Those are drawn per (sample, class) from the
+        seed and the sample's bytes, so a sample gets the same distances
+        whether it is searched alone or in a batch.
     verbose : int, default=0
         ``> 0`` shows a progress bar of the search.
 
@@ -132,7 +160,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
     _parameter_constraints = {
         "teacher": [HasMethods(["predict"]), callable, None],
-        "method": [StrOptions({"bd", "sd"})],
+        "method": [StrOptions({"bd", "sd", "mbd", "hsj"})],
         "n_directions": [Interval(Integral, 1, None, closed="left")],
         "reference_selection": [StrOptions({"nearest", "random"})],
         "tol": [Interval(Real, 0, 1, closed="neither")],
@@ -140,6 +168,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "distance_to_logit": [StrOptions(set(DISTANCE_TO_LOGIT))],
         "max_queries_per_sample": [Interval(Integral, 1, None, closed="left"), None],
+        "max_queries_per_pair": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -156,6 +185,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         temperature=1.0,
         distance_to_logit="negative",
         max_queries_per_sample=None,
+        max_queries_per_pair=None,
         random_state=None,
         verbose=0,
     ):
@@ -168,6 +198,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         self.temperature = temperature
         self.distance_to_logit = distance_to_logit
         self.max_queries_per_sample = max_queries_per_sample
+        self.max_queries_per_pair = max_queries_per_pair
         self.random_state = random_state
         self.verbose = verbose
 
@@ -253,8 +284,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
     def _setting_key(self):
         rs = self.random_state if isinstance(self.random_state, Integral) else None
-        low, high = (np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_)
-        return (
+        key = [
             "DecisionBoundarySoftLabeler",
             self.method,
             self.n_directions,
@@ -263,16 +293,21 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             self.max_queries_per_sample,
             rs,
             tuple(self.classes_.tolist()),
-            low,
-            high,
-        )
+        ]
+        if self.method in _REFINING:  # only these step outside the segments between data points
+            key += [self.max_queries_per_pair]
+            key += [np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_]
+        return tuple(key)
 
-    def boundary_distances(self, X):
+    def boundary_distances(self, X, return_queries=False):
         """Estimated distance from each sample to each class's region.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_queries : bool, default=False
+            Also return the teacher queries spent on each sample by this
+            call (0 for a sample whose distances were cached).
 
         Returns
         -------
@@ -282,6 +317,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             ``classes_``. Each is an upper bound on the true distance: a
             point at that distance was answered with that class (for
             ``"sd"``, the point is a reference).
+        queries : ndarray of int64 of shape (n_samples,)
+            Only with ``return_queries=True``. Queries of the search (the
+            query that labels the sample itself is not counted).
 
         Raises
         ------
@@ -297,6 +335,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         memo = teacher._memo.setdefault(self._setting_key(), {})
         keys = _row_keys(X)
         D = np.empty((len(X), len(self.classes_)))
+        queries = np.zeros(len(X), dtype=np.int64)
         missing = []
         for i, k in enumerate(keys):
             row = memo.get(k)
@@ -306,16 +345,49 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 D[i] = row
         if missing:
             missing = np.asarray(missing)
-            found = self._search(X[missing], teacher)
+            found, spent, _ = self._search(X[missing], [keys[i] for i in missing], teacher)
             D[missing] = found
+            queries[missing] = spent
             memo.update(zip((keys[i] for i in missing), found))
-        return D
+        return (D, queries) if return_queries else D
 
-    def _search(self, X, teacher):
+    def boundary_distance_snapshots(self, X, snapshots=(1000, 2000, 4000, 8000, 16000, 20000)):
+        """Distances reached after given numbers of queries per (sample, class) pair.
+
+        For ``method="mbd"`` and ``"hsj"``: the accuracy-vs-queries curve of
+        the paper. Runs the search anew (nothing is read from or written to
+        the distance cache; the teacher's answer cache still applies).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        snapshots : sequence of int, default=(1000, 2000, 4000, 8000, 16000, 20000)
+            Queries per pair of the refining search (after BD).
+
+        Returns
+        -------
+        distances : ndarray of float64 of shape (n_samples, n_classes, n_snapshots)
+            Non-increasing along the last axis; a snapshot beyond what the
+            budget allowed holds the final distance.
+
+        Raises
+        ------
+        ValueError
+            If ``method`` is not ``"mbd"`` or ``"hsj"``.
+        """
+        check_is_fitted(self)
+        if self.method not in _REFINING:
+            raise ValueError(f"Snapshots exist for method='mbd' or 'hsj', not {self.method!r}.")
+        X = validate_data(self, X, dtype=_DTYPES, reset=False)
+        _, _, snap = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
+        return snap
+
+    def _search(self, X, keys, teacher, snapshots=None):
+        """Distances (n, n_classes), queries per sample (n,), snapshots (n, n_classes, S) or None."""
         labels = teacher.predict(X)
         y = self._encode(labels)
         self._check_known(labels, y)
-        n_classes = len(self.classes_)
+        n, n_classes = len(X), len(self.classes_)
         sd_nearest = self.method == "sd" and self.reference_selection == "nearest"
         pairs = select_references(
             X,
@@ -328,8 +400,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             rng=check_random_state(self.random_state),
         )
         if self.method == "sd":
-            return sample_distances(X, y, self.references_, *pairs, n_classes)
-        with tqdm(desc="boundary search (BD)", unit="step", disable=not self.verbose, leave=False) as bar:
+            return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None
+        query = self._query(teacher)
+        with tqdm(desc=f"boundary search ({self.method.upper()})", unit="round", disable=not self.verbose, leave=False) as bar:
 
             def progress(total):
                 if total is None:
@@ -337,8 +410,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 else:
                     bar.total = total
 
-            D, *_ = binary_search_distances(
-                self._query(teacher),
+            D, best_pair, t_lo, t_hi, spent = binary_search_distances(
+                query,
                 X,
                 y,
                 self.references_,
@@ -348,7 +421,53 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 max_queries_per_sample=self.max_queries_per_sample,
                 progress=progress,
             )
-        return D
+            if self.method not in _REFINING:
+                return D, spent, None
+            bar.total = None
+            return self._refine(query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress)
+
+    def _refine(self, query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress):
+        """MBD or HSJ from BD's best direction of each (sample, class)."""
+        pair_sample, pair_reference, _ = pairs
+        rows, cls = np.nonzero(best_pair >= 0)
+        best = best_pair[rows, cls]
+        seg = self.references_[pair_reference[best]] - X[pair_sample[best]]
+        length = np.linalg.norm(seg, axis=1)
+        theta = (seg / length[:, None]).astype(X.dtype)
+        seed = 0 if self.random_state is None or not isinstance(self.random_state, Integral) else int(self.random_state)
+        row_key = np.array([int.from_bytes(k[:8], "little") for k in keys], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            pair_key = row_key[rows] ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (cls.astype(np.uint64) << np.uint64(48))
+        kernel = sign_opt_distances if self.method == "mbd" else hopskipjump_distances
+        per_pair = self.max_queries_per_pair
+        if per_pair is None:
+            per_pair = _DEFAULT_PAIR_BUDGET[self.method]
+        g, _, used, snap = kernel(
+            query,
+            X,
+            y,
+            theta,
+            t_lo[best] * length,
+            t_hi[best] * length,
+            rows,
+            cls,
+            pair_key,
+            low=self.feature_range_[0],
+            high=self.feature_range_[1],
+            max_queries_per_pair=per_pair,
+            max_queries_per_sample=self.max_queries_per_sample,
+            queries_per_sample=spent,
+            snapshots=snapshots,
+            progress=progress,
+        )
+        D = D.copy()
+        D[rows, cls] = np.minimum(D[rows, cls], g)
+        spent = spent + np.bincount(rows, weights=used, minlength=len(X)).astype(np.int64)
+        if snap is not None:
+            full = np.repeat(D[:, :, None], snap.shape[1], axis=2)
+            full[rows, cls] = snap
+            snap = full
+        return D, spent, snap
 
     def distance_logits(self, X):
         """Logits ``z`` of the soft labels, before the temperature.

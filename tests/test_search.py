@@ -8,6 +8,8 @@ from sklearn.preprocessing import MinMaxScaler
 from db3learn import DecisionBoundarySoftLabeler, Teacher
 from db3learn._search import binary_search_distances, sample_distances, select_references
 
+from .conftest import CountingModel
+
 
 def _codes(model):
     return lambda Z: model.predict(Z)
@@ -44,7 +46,7 @@ def test_bd_points_found_are_confirmed_by_a_query(digits, svc):
     refs, queries = X[:500], X_new[:40]
     ref_codes, y = svc.predict(refs), svc.predict(queries)
     pairs = select_references(queries, y, refs, ref_codes, 10, n_directions=4, selection="nearest", rng=None)
-    D, best, t_hi, spent = binary_search_distances(_codes(svc), queries, y, refs, *pairs, 10, tol=1e-3)
+    D, best, _, t_hi, spent = binary_search_distances(_codes(svc), queries, y, refs, *pairs, 10, tol=1e-3)
     ps, pr, pc = pairs
     found = best >= 0
     assert found.sum() == np.isfinite(D).sum() - len(queries)  # every finite off-class entry has a pair
@@ -124,10 +126,10 @@ def test_bd_honours_the_per_sample_budget(digits, svc):
         asked.append(len(Z))
         return svc.predict(Z)
 
-    D_full, _, _, spent_full = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3)
+    D_full, _, _, _, spent_full = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3)
     assert sum(asked) == spent_full.sum()
     asked.clear()
-    D_cap, _, _, spent_cap = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3, max_queries_per_sample=60)
+    D_cap, _, _, _, spent_cap = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3, max_queries_per_sample=60)
     assert sum(asked) == spent_cap.sum()
     assert spent_cap.max() <= 60
     assert spent_full.min() > 60  # the cap really bit
@@ -143,3 +145,106 @@ def test_labeler_budget_counts_real_queries(digits, svc):
     before = model.rows
     labeler.boundary_distances(X_new[:20])
     assert model.rows - before <= 20 * (50 + 1)  # +1: labelling the sample itself
+
+
+@pytest.fixture(scope="module")
+def linear_digits():
+    """A multinomial logistic-regression teacher on digits in [0, 1], and exact targeted distances."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    lr = LogisticRegression(max_iter=2000).fit(X[:1000], y[:1000])
+    return X, lr
+
+
+def _exact_in_box(lr, x, j):
+    W, c = lr.coef_, lr.intercept_
+    others = [k for k in range(len(W)) if k != j]
+    A = np.array([W[j] - W[k] for k in others])
+    b = np.array([c[j] - c[k] for k in others])
+    res = minimize(
+        lambda z: 0.5 * np.sum((z - x) ** 2),
+        x,
+        jac=lambda z: z - x,
+        bounds=[(0.0, 1.0)] * len(x),
+        constraints=[{"type": "ineq", "fun": lambda z: A @ z + b, "jac": lambda z: A}],
+        method="SLSQP",
+        options={"ftol": 1e-12, "maxiter": 500},
+    )
+    assert res.success
+    return np.linalg.norm(res.x - x)
+
+
+@pytest.mark.parametrize(
+    "method, budget, median_bound",
+    [("sd", None, None), ("bd", None, None), ("hsj", 300, 1.35), ("mbd", 20000, 1.05)],
+)
+def test_every_method_upper_bounds_the_exact_distance(linear_digits, method, budget, median_bound):
+    X, lr = linear_digits
+    labeler = DecisionBoundarySoftLabeler(lr, method=method, max_queries_per_pair=budget, feature_range=(0.0, 1.0), random_state=0)
+    labeler.fit(X[:1000])
+    samples = X[1000:1006]
+    D = labeler.boundary_distances(samples)
+    own = lr.predict(samples)
+    ratios = np.array([D[i, j] / _exact_in_box(lr, x, j) for i, x in enumerate(samples) for j in range(10) if j != own[i]])
+    assert ratios.min() >= 1 - 1e-6  # never below the exact distance
+    if median_bound is not None:
+        assert np.median(ratios) <= median_bound
+
+
+def test_refining_methods_beat_bd_and_snapshots_do_not_increase(linear_digits):
+    X, lr = linear_digits
+    samples = X[1000:1004]
+    bd = DecisionBoundarySoftLabeler(lr, method="bd").fit(X[:1000]).boundary_distances(samples)
+    labeler = DecisionBoundarySoftLabeler(lr, method="mbd", max_queries_per_pair=3000, random_state=0).fit(X[:1000])
+    snap = labeler.boundary_distance_snapshots(samples, snapshots=(250, 500, 1000, 2000, 3000))
+    assert snap.shape == (4, 10, 5)
+    assert np.all(np.diff(snap, axis=2) <= 1e-12)
+    assert np.all(snap[..., -1] <= bd + 1e-12)
+    off = bd > 0
+    assert np.median(snap[..., -1][off] / bd[off]) < 0.9  # Sign-OPT really moved
+    with pytest.raises(ValueError, match="Snapshots exist for method='mbd' or 'hsj', not 'bd'"):
+        DecisionBoundarySoftLabeler(lr).fit(X[:50]).boundary_distance_snapshots(samples)
+
+
+@pytest.mark.parametrize("method", ["bd", "mbd", "hsj"])
+def test_budget_per_sample_is_honoured_and_reported(linear_digits, method):
+    X, lr = linear_digits
+    model = CountingModel(lr)
+    labeler = DecisionBoundarySoftLabeler(Teacher(model), method=method, max_queries_per_sample=400, random_state=0)
+    labeler.fit(X[:500])
+    rows = model.rows
+    D, queries = labeler.boundary_distances(X[1000:1010], return_queries=True)
+    assert queries.max() <= 400
+    assert model.rows - rows == queries.sum() + 10  # + one label per sample
+    D2, queries2 = labeler.boundary_distances(X[1000:1010], return_queries=True)
+    np.testing.assert_array_equal(D, D2)
+    assert queries2.sum() == 0  # cached
+
+
+@pytest.mark.parametrize("method", ["mbd", "hsj"])
+def test_batched_and_one_at_a_time_agree_and_seeds_matter(linear_digits, method):
+    X, lr = linear_digits
+    samples = X[1000:1005]
+
+    def labeler(seed):
+        return DecisionBoundarySoftLabeler(Teacher(lr), method=method, max_queries_per_pair=600, random_state=seed).fit(X[:500])
+
+    batched = labeler(0).boundary_distances(samples)
+    one_by_one = np.vstack([labeler(0).boundary_distances(samples[i : i + 1]) for i in range(len(samples))])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-12)
+    np.testing.assert_array_equal(batched, labeler(0).boundary_distances(samples))
+    assert not np.array_equal(batched, labeler(1).boundary_distances(samples))
+
+
+def test_keyed_unit_vectors_are_unit_and_keyed():
+    from db3learn._search import keyed_unit_vectors
+
+    U = keyed_unit_vectors(np.array([1, 2, 1], dtype=np.uint64), 3, 50, 16)
+    assert U.shape == (3, 50, 16)
+    np.testing.assert_allclose(np.linalg.norm(U, axis=2), 1, rtol=1e-5)
+    np.testing.assert_array_equal(U[0], U[2])
+    assert not np.allclose(U[0], U[1])
+    assert not np.allclose(U[0], keyed_unit_vectors(np.array([1], dtype=np.uint64), 4, 50, 16)[0])
+    assert abs(U.mean()) < 0.02  # no bias in any direction
