@@ -10,6 +10,7 @@ from ._labeler import DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, soft_labels
 from ._student import KDStudent, distillation_loss
 from ._teachers import Teacher, TorchTeacher, as_teacher
+from ._zero_shot import ClassCoverageWarning, ZeroShotTransferSet
 from .exceptions import DB3Error, QueryBudgetExceeded, TeacherAnswerError, TeacherError
 
 __version__ = "0.1.0"
@@ -18,6 +19,8 @@ __all__ = [
     "DB3Distiller",
     "DecisionBoundarySoftLabeler",
     "KDStudent",
+    "ZeroShotTransferSet",
+    "ClassCoverageWarning",
     "Teacher",
     "TorchTeacher",
     "as_teacher",

@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._labeler import DecisionBoundarySoftLabeler
+from ._zero_shot import ZeroShotTransferSet
 from ._student import KDStudent, _EpochBar
 from ._teachers import _TeacherParamMixin
 from .models import MLP
@@ -51,6 +52,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         How soft labels are made; ``None`` means
         ``DecisionBoundarySoftLabeler()``. It is cloned and given this
         distiller's teacher.
+    transfer_set : ZeroShotTransferSet or None, default=None
+        Generates pseudo samples from the teacher alone (ZSDB3KD). They are
+        added to ``X`` in :meth:`fit`; ``fit(None)`` (or an empty ``X`` of
+        the right width) trains on them alone. Their soft labels use the
+        pseudo samples of the other classes as references.
     temperature : float or None, default=None
         ``T`` of the soft labels and of the KL term; ``None`` takes the
         soft labeler's ``temperature``. A search over it re-uses cached
@@ -90,6 +96,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         ``classes_``).
     soft_labeler_ : DecisionBoundarySoftLabeler
         The fitted soft labeler (``None`` when ``kd_weight == 0``).
+    transfer_set_ : ZeroShotTransferSet
+        The fitted generator, when ``transfer_set`` was given.
     temperature_ : float
         The temperature used.
     n_queries_ : int
@@ -125,6 +133,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         "teacher": [HasMethods(["predict"]), callable],
         "student": [None, type, torch.nn.Module, NeuralNet],
         "soft_labeler": [None, DecisionBoundarySoftLabeler],
+        "transfer_set": [None, ZeroShotTransferSet],
         "temperature": [Interval(Real, 0, None, closed="neither"), None],
         "kd_weight": [Interval(Real, 0, None, closed="left")],
         "temperature_squared": ["boolean"],
@@ -144,6 +153,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         *,
         student=None,
         soft_labeler=None,
+        transfer_set=None,
         temperature=None,
         kd_weight=1.0,
         temperature_squared=True,
@@ -160,6 +170,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.teacher = teacher
         self.student = student
         self.soft_labeler = soft_labeler
+        self.transfer_set = transfer_set
         self.temperature = temperature
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
@@ -194,8 +205,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or None
             The transfer set: unlabelled inputs; the teacher labels them.
+            ``None`` only with ``transfer_set``.
         y : None or array-like of shape (n_samples,)
             Not used to train (only the teacher's answers are); accepted so
             that scikit-learn's model selection can pass it for scoring.
@@ -213,14 +225,10 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             cached, so a new ``fit`` resumes where this one stopped.
         """
         _check_student_params(self._student_params())
-        if y is None:
-            X = validate_data(self, X, dtype=_DTYPES)
-        else:  # only checked: y may serve for scoring, never for training
-            X, y = validate_data(self, X, y, dtype=_DTYPES)
-            check_classification_targets(y)
         teacher = self._get_teacher()
         q0 = teacher.n_queries
         rng = check_random_state(self.random_state)
+        X = self._transfer_set(X, y, teacher, rng)
         labeler = clone(self.soft_labeler) if self.soft_labeler is not None else DecisionBoundarySoftLabeler()
         labeler.set_params(teacher=teacher, verbose=max(labeler.verbose, self.verbose))
         if labeler.random_state is None and self.random_state is not None:
@@ -242,6 +250,31 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             self.student_.fit(X.astype(np.float32, copy=False), target)
         self.n_queries_ = teacher.n_queries - q0
         return self
+
+    def _transfer_set(self, X, y, teacher, rng):
+        """The validated transfer set: ``X``, plus pseudo samples when ``transfer_set`` is given."""
+        if self.transfer_set is None:
+            if X is None:
+                raise ValueError(
+                    "DB3Distiller.fit needs a transfer set: pass X (unlabelled inputs), or "
+                    "transfer_set=ZeroShotTransferSet(...) to generate one from the teacher alone."
+                )
+        else:
+            gen = clone(self.transfer_set).set_params(teacher=teacher)
+            if gen.random_state is None and self.random_state is not None:
+                gen.set_params(random_state=int(rng.randint(2**31 - 1)))
+            X_given = None if X is None or len(X) == 0 else X
+            if X_given is None and X is not None and np.ndim(X) == 2 and gen.n_features is None and gen.input_shape is None:
+                gen.set_params(n_features=np.shape(X)[1])
+            pseudo = gen.fit(X_given).samples_
+            self.transfer_set_ = gen
+            X = pseudo if X_given is None else np.vstack([np.asarray(X_given, dtype=pseudo.dtype), pseudo])
+            y = None
+        if y is None:
+            return validate_data(self, X, dtype=_DTYPES)
+        X, y = validate_data(self, X, y, dtype=_DTYPES)  # only checked: y may serve for scoring, never for training
+        check_classification_targets(y)
+        return X
 
     def _build_student(self, n_features, n_classes):
         module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}

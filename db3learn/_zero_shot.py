@@ -1,0 +1,446 @@
+"""ZeroShotTransferSet: a transfer set from the teacher alone (ZSDB3KD)."""
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from ._search import _bisect, _chunks, keyed_unit_vectors, success
+from ._teachers import _TeacherParamMixin
+from .exceptions import DB3Error
+
+__all__ = ["ZeroShotTransferSet", "ClassCoverageWarning"]
+
+
+class ClassCoverageWarning(UserWarning):
+    """Some classes got fewer pseudo samples than asked for."""
+
+
+class _BudgetSpent(DB3Error):
+    """Internal: the generator's query budget cannot pay the next batch."""
+
+
+class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
+    """Pseudo samples generated from a label-only teacher alone (ZSDB3KD).
+
+    With no data at all, db3learn builds the transfer set from the teacher's
+    answers (Wang, ICML 2021, section 4): random inputs are drawn until the
+    teacher assigns ``n_samples_per_class`` of them to each class; then,
+    ``n_iter`` times, each sample's nearest decision boundary is found (an
+    untargeted search along ``n_directions`` random directions, each step one
+    large batch of queries) and the sample moves away from it by
+    ``step_size``, halving its step whenever the move would change its
+    teacher label. Samples far from every boundary act as class prototypes.
+
+    Classes that noise never reaches (for an MNIST LeNet-5, 20,000 noise
+    images include no 1, 4 or 9) are reached in two ways, within the budget:
+    mixtures of pseudo samples of two other classes, and the points where
+    the boundary searches cross into them. A class still short at the end is
+    named in a :class:`ClassCoverageWarning`.
+
+    It changes the number of samples, so it is not a ``Pipeline`` step: it
+    offers ``fit`` and ``fit_resample``, as imbalanced-learn's samplers do,
+    and :class:`~db3learn.DB3Distiller` takes it as ``transfer_set``.
+
+    Parameters
+    ----------
+    teacher : object with ``predict``, callable, torch.nn.Module, Teacher or None, default=None
+        ``None`` only inside :class:`~db3learn.DB3Distiller`.
+    n_samples_per_class : int, default=200
+        Pseudo samples wanted per class (the paper: 200 per round).
+    n_iter : int, default=40
+        Rounds of moving samples away from the boundaries (the paper: 40).
+    step_size : float, default=0.5
+        The paper's ``lambda``, as a fraction of the feature range's width
+        (0.5 in pixel units for images in [0, 1]).
+    n_directions : int, default=20
+        Random directions per sample and round for the untargeted boundary
+        search (the paper: 20).
+    tol : float, default=1e-2
+        Binary-search tolerance along each direction, relative to its length.
+    max_queries : int or None, default=None
+        Total query budget of :meth:`fit`; it stops early rather than
+        exceed it (it never asks a batch it cannot pay). ``None``: bounded by
+        ``n_iter`` and ``max_noise_draws``.
+    max_noise_draws : int, default=20000
+        Most random inputs drawn while seeding the classes.
+    n_features : int or None, default=None
+        Width of a flat input; needed when :meth:`fit` gets no ``X``.
+    input_shape : tuple of int or None, default=None
+        Shape of one input (e.g. ``(1, 28, 28)``); samples are flat rows of
+        ``prod(input_shape)`` features either way.
+    feature_range : None or (low, high), default=None
+        Valid input range: floats, or arrays of shape (n_features,) for
+        tabular inputs. ``None``: the range of ``X`` in :meth:`fit` (global
+        minimum and maximum), else (0, 1).
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        ``> 0`` shows a progress bar.
+
+    Attributes
+    ----------
+    samples_ : ndarray of float32 of shape (n_pseudo, n_features)
+        The pseudo samples.
+    labels_ : ndarray of shape (n_pseudo,)
+        The teacher's label of each.
+    classes_ : ndarray of shape (n_classes,)
+        The classes the teacher is known to return.
+    n_samples_per_class_ : dict
+        Pseudo samples obtained per class.
+    n_queries_ : int
+        Teacher queries spent by :meth:`fit`.
+    n_features_in_ : int
+    feature_range_ : tuple of (ndarray, ndarray)
+        (low, high) per feature.
+
+    References
+    ----------
+    Z. Wang, "Zero-Shot Knowledge Distillation from a Decision-Based
+    Black-Box Model", ICML 2021, arXiv:2106.03310.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_wine
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn.svm import SVC
+    >>> from db3learn import ZeroShotTransferSet
+    >>> X, y = load_wine(return_X_y=True)
+    >>> teacher = make_pipeline(StandardScaler(), SVC()).fit(X, y)
+    >>> gen = ZeroShotTransferSet(teacher, n_samples_per_class=20, n_iter=3,
+    ...                           feature_range=(X.min(0), X.max(0)), random_state=0)
+    >>> X_pseudo, y_pseudo = gen.fit_resample()
+    >>> X_pseudo.shape, np.bincount(y_pseudo).tolist()
+    ((60, 13), [20, 20, 20])
+    """
+
+    _parameter_constraints = {
+        "teacher": [HasMethods(["predict"]), callable, None],
+        "n_samples_per_class": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "step_size": [Interval(Real, 0, None, closed="neither")],
+        "n_directions": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, 1, closed="neither")],
+        "max_queries": [Interval(Integral, 1, None, closed="left"), None],
+        "max_noise_draws": [Interval(Integral, 1, None, closed="left")],
+        "n_features": [Interval(Integral, 1, None, closed="left"), None],
+        "input_shape": [tuple, list, None],
+        "feature_range": [tuple, list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        teacher=None,
+        *,
+        n_samples_per_class=200,
+        n_iter=40,
+        step_size=0.5,
+        n_directions=20,
+        tol=1e-2,
+        max_queries=None,
+        max_noise_draws=20000,
+        n_features=None,
+        input_shape=None,
+        feature_range=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.teacher = teacher
+        self.n_samples_per_class = n_samples_per_class
+        self.n_iter = n_iter
+        self.step_size = step_size
+        self.n_directions = n_directions
+        self.tol = tol
+        self.max_queries = max_queries
+        self.max_noise_draws = max_noise_draws
+        self.n_features = n_features
+        self.input_shape = input_shape
+        self.feature_range = feature_range
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- shape and range -----------------------------------------------------------
+    def _resolve_shape_and_range(self, X):
+        n_features = None
+        if self.input_shape is not None:
+            n_features = int(np.prod(self.input_shape))
+        if self.n_features is not None:
+            if n_features is not None and n_features != self.n_features:
+                raise ValueError(f"n_features={self.n_features} does not match input_shape={tuple(self.input_shape)} ({n_features} features).")
+            n_features = int(self.n_features)
+        if n_features is None and self.feature_range is not None:
+            widths = {np.size(v) for v in self.feature_range if np.ndim(v) == 1}
+            if len(widths) == 1:  # per-feature ranges give the width
+                n_features = widths.pop()
+        if X is not None:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
+            if n_features is not None and n_features != X.shape[1]:
+                raise ValueError(f"X has {X.shape[1]} features, but n_features/input_shape/feature_range say {n_features}.")
+            n_features = X.shape[1]
+        elif n_features is None:
+            raise ValueError(
+                "ZeroShotTransferSet needs the input shape: pass X (used only for its shape and value range), "
+                "or n_features=..., input_shape=... or per-feature feature_range=(low_array, high_array)."
+            )
+        else:
+            self.n_features_in_ = n_features
+        if self.feature_range is not None:
+            if len(self.feature_range) != 2:
+                raise ValueError(f"feature_range must be (low, high); got {len(self.feature_range)} items.")
+            low, high = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n_features,)).copy() for v in self.feature_range)
+        elif X is not None:
+            low, high = np.full(n_features, float(X.min())), np.full(n_features, float(X.max()))
+        else:
+            low, high = np.zeros(n_features), np.ones(n_features)
+        if np.any(low >= high):
+            raise ValueError("feature_range must have low < high for every feature.")
+        return n_features, low, high
+
+    # -- fitting -------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Generate the pseudo samples.
+
+        Parameters
+        ----------
+        X : None or array-like of shape (n_samples, n_features), default=None
+            Used only for its number of features and value range.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ZeroShotTransferSet
+
+        Raises
+        ------
+        ValueError
+            If neither ``X`` nor ``n_features``/``input_shape`` is given, or
+            the range is empty.
+        TeacherError, TeacherAnswerError, QueryBudgetExceeded
+            From the teacher (its own budget, not ``max_queries``, which
+            stops the generation instead).
+
+        Warns
+        -----
+        ClassCoverageWarning
+            Naming the classes left short and how many samples each got.
+        """
+        n_features, low, high = self._resolve_shape_and_range(X)
+        self.feature_range_ = (low, high)
+        teacher = self._get_teacher()
+        rng = check_random_state(self.random_state)
+        q0 = teacher.n_queries
+        budget = math.inf if self.max_queries is None else int(self.max_queries)
+
+        def to_inputs(unit):
+            return (low + np.clip(unit, 0.0, 1.0) * (high - low)).astype(np.float32)
+
+        def ask(unit):
+            """The teacher's labels of points given in the unit box, never spending past ``max_queries``."""
+            if teacher.n_queries - q0 + len(unit) > budget:
+                raise _BudgetSpent
+            return teacher.predict(to_inputs(unit))
+
+        # the search runs in the unit box, so that every feature counts alike whatever its units
+        zeros, ones = np.zeros(n_features), np.ones(n_features)
+        with tqdm(total=self.n_iter + 1, desc="zero-shot transfer set", unit="round", disable=not self.verbose, leave=False) as bar:
+            samples, labels = self._seed(ask, rng, n_features)
+            bar.update()
+            samples, labels = self._move_away(ask, rng, samples, labels, zeros, ones, bar)
+        self.samples_ = to_inputs(samples)
+        self.labels_ = labels
+        known = teacher.classes_
+        self.classes_ = np.unique(labels) if known is None else np.asarray(known)
+        counts = {c: int(np.sum(labels == c)) for c in self.classes_.tolist()}
+        self.n_samples_per_class_ = counts
+        self.n_queries_ = teacher.n_queries - q0
+        short = {c: n for c, n in counts.items() if n < self.n_samples_per_class}
+        if short:
+            warnings.warn(
+                f"ZeroShotTransferSet wanted {self.n_samples_per_class} pseudo samples per class but got "
+                f"{', '.join(f'{n} of class {c!r}' for c, n in short.items())} after {self.n_queries_:,} queries. "
+                "Raise max_queries or max_noise_draws, or give the teacher's input range (feature_range) exactly.",
+                ClassCoverageWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _noise(self, rng, n, n_features):
+        """The paper's noise in the unit box: clip((U + 0.2) s1 + N(0, 1) s2, 0, 1)."""
+        s1, s2 = rng.uniform(size=(n, 1)), rng.uniform(size=(n, 1))
+        return np.clip((rng.uniform(size=(n, n_features)) + 0.2) * s1 + rng.standard_normal((n, n_features)) * s2, 0, 1)
+
+    def _seed(self, ask, rng, n_features):
+        """Noise until every class has its samples; then mixtures of two classes for the classes still short."""
+        want = self.n_samples_per_class
+        kept_x, kept_y = [], []
+        counts = {}
+        batch = min(4096, max(256, 4 * want))
+        drawn = 0
+
+        def keep(points, answers):
+            for c in np.unique(answers).tolist():
+                have = counts.get(c, 0)
+                take = np.flatnonzero(answers == c)[: max(0, want - have)]
+                if len(take):
+                    kept_x.append(points[take])
+                    kept_y.append(answers[take])
+                    counts[c] = have + len(take)
+
+        def short_classes():
+            classes = self._known_classes(counts)
+            return [c for c in classes if counts.get(c, 0) < want]
+
+        try:
+            while drawn < self.max_noise_draws and (not counts or short_classes()):
+                n = min(batch, self.max_noise_draws - drawn)
+                points = self._noise(rng, n, n_features)
+                keep(points, ask(points))
+                drawn += n
+            for _ in range(8):  # mixtures of two classes reach classes between them
+                short = short_classes()
+                if not short or len(counts) < 2:
+                    break
+                X_all, y_all = np.vstack(kept_x), np.concatenate(kept_y)
+                n = batch
+                a, b = rng.randint(len(X_all), size=n), rng.randint(len(X_all), size=n)
+                differ = y_all[a] != y_all[b]
+                a, b = a[differ], b[differ]
+                lam = rng.uniform(0.2, 0.8, size=(len(a), 1))
+                points = lam * X_all[a] + (1 - lam) * X_all[b]
+                answers = ask(points)
+                fresh = np.isin(answers, short)
+                keep(points[fresh], answers[fresh])
+        except _BudgetSpent:
+            pass
+        if not kept_x:
+            return np.empty((0, n_features)), np.empty(0)
+        return np.vstack(kept_x), np.concatenate(kept_y)
+
+    def _known_classes(self, counts):
+        classes = self._get_teacher().classes_
+        return list(counts) if classes is None else np.asarray(classes).tolist()
+
+    def _move_away(self, ask, rng, X, labels, low, high, bar):
+        """n_iter rounds: find each sample's nearest boundary and step away from it.
+
+        A boundary search that crosses into a class still short of samples
+        hands that class the crossing point as a new sample.
+        """
+        if len(X) == 0:
+            return X, labels
+        step = np.full(len(X), float(self.step_size))
+        seed = int(rng.randint(2**31 - 1))
+        for it in range(self.n_iter):
+            try:
+                y = self._codes(labels)
+                direction, crossings = self._nearest_boundary(ask, X, y, low, high, seed + it)
+                moved = np.clip(X - step[:, None] * direction, low, high)
+                answers = ask(moved)
+                same = answers == labels
+                X = np.where(same[:, None], moved, X)
+                step[~same] /= 2.0
+                if crossings is not None:
+                    new_x, new_y = self._adopt(ask, crossings, labels)
+                    X, labels = np.vstack([X, new_x]), np.concatenate([labels, new_y])
+                    step = np.concatenate([step, np.full(len(new_y), float(self.step_size))])
+            except _BudgetSpent:
+                break
+            bar.update()
+        return X, labels
+
+    def _adopt(self, ask, crossings, labels):
+        """The crossing points that belong to classes still short of samples (their answers are cached)."""
+        want = self.n_samples_per_class
+        values, counts = np.unique(labels, return_counts=True)
+        have = dict(zip(values.tolist(), counts.tolist()))
+        classes = self._known_classes(have)
+        if all(have.get(c, 0) >= want for c in classes):
+            return crossings[:0], labels[:0]
+        answers = ask(crossings)
+        keep = []
+        for c in np.unique(answers).tolist():
+            room = want - have.get(c, 0)
+            if room > 0:
+                keep.extend(np.flatnonzero(answers == c)[:room].tolist())
+        keep = np.asarray(keep, dtype=np.int64)
+        return crossings[keep], answers[keep]
+
+    def _codes(self, labels):
+        self._label_values, codes = np.unique(labels, return_inverse=True)
+        return codes
+
+    def _nearest_boundary(self, ask, X, y, low, high, counter):
+        """Untargeted BD along random directions: unit direction to the nearest boundary, and crossing points."""
+        n, n_features = X.shape
+        k = self.n_directions
+        theta = keyed_unit_vectors(np.arange(n, dtype=np.uint64), counter, k, n_features, np.float64).reshape(n * k, n_features)
+        sample = np.repeat(np.arange(n), k)
+        origin = X[sample]
+        # the farthest point inside the box along each direction
+        with np.errstate(divide="ignore", invalid="ignore"):
+            to_high = np.where(theta > 0, (high - origin) / theta, np.inf)
+            to_low = np.where(theta < 0, (low - origin) / theta, np.inf)
+        t_max = np.minimum(to_high, to_low).min(axis=1)
+        ends = origin + t_max[:, None] * theta
+        own_labels = self._label_values[y]
+        crosses = np.concatenate([ask(ends[sl]) != own_labels[sample[sl]] for sl in _chunks(len(ends), 16384)])
+        pairs = np.flatnonzero(crosses & (t_max > 0))
+        direction = np.zeros_like(X)
+        if len(pairs) == 0:
+            return direction, None
+        lo, hi = np.zeros(len(pairs)), np.ones(len(pairs))
+        length = t_max[pairs]
+
+        def ask_pairs(idx, t):
+            p = pairs[idx]
+            return success(self._code_of(ask(origin[p] + (t * t_max[p])[:, None] * theta[p])), np.full(len(idx), -1), y[sample[p]])
+
+        steps = max(1, math.ceil(math.log2(1.0 / self.tol)))
+        _bisect(ask_pairs, lo, hi, steps, tol=self.tol, group=sample[pairs], n_groups=n, scale=length)
+        dist = hi * length
+        order = np.lexsort((dist, sample[pairs]))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = sample[pairs][order][1:] != sample[pairs][order][:-1]
+        best = pairs[order[first]]
+        direction[sample[best]] = theta[best]
+        crossing_points = origin[best] + (hi[order[first]] * t_max[best])[:, None] * theta[best]
+        return direction, crossing_points
+
+    def _code_of(self, answers):
+        codes = np.searchsorted(self._label_values, answers)
+        codes = np.clip(codes, 0, len(self._label_values) - 1)
+        return np.where(self._label_values[codes] == answers, codes, -1)
+
+    def fit_resample(self, X=None, y=None):
+        """Generate the pseudo samples and return them with the teacher's labels.
+
+        Parameters
+        ----------
+        X : None or array-like of shape (n_samples, n_features), default=None
+            Used only for its number of features and value range.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        X_pseudo : ndarray of float32 of shape (n_pseudo, n_features)
+        y_teacher : ndarray of shape (n_pseudo,)
+        """
+        self.fit(X, y)
+        return self.samples_, self.labels_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,163 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from db3learn import ClassCoverageWarning, DB3Distiller, Teacher, TorchTeacher, ZeroShotTransferSet
+from db3learn.models import MLP
+
+from .conftest import CountingModel
+
+
+@pytest.fixture(scope="module")
+def wine_teacher():
+    X, y = load_wine(return_X_y=True)
+    return X, make_pipeline(StandardScaler(), SVC()).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def image_teacher():
+    """A small PyTorch MLP trained on the 8x8 digits in [0, 1]."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    torch.manual_seed(0)
+    module = MLP(64, 10, hidden_units=(64,))
+    opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(module(Xt), yt).backward()
+        opt.step()
+    return X, y, module.eval()
+
+
+def _ranges(X):
+    return (X.min(axis=0), X.max(axis=0))
+
+
+def test_tabular_teacher_every_sample_keeps_its_class_inside_the_range(wine_teacher):
+    X, teacher = wine_teacher
+    low, high = _ranges(X)
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=15, n_iter=4, feature_range=(low, high), random_state=0)
+    Xp, yp = gen.fit_resample()
+    assert Xp.shape == (45, 13) and Xp.dtype == np.float32
+    np.testing.assert_array_equal(yp, gen.labels_)
+    np.testing.assert_array_equal(teacher.predict(Xp), yp)  # no sample changed its teacher label
+    assert np.all(Xp >= low.astype(np.float32) - 1e-6) and np.all(Xp <= high.astype(np.float32) + 1e-6)
+    assert gen.n_samples_per_class_ == {0: 15, 1: 15, 2: 15}
+    assert gen.n_features_in_ == 13
+
+
+def test_samples_move_away_from_the_boundaries(wine_teacher):
+    from db3learn import DecisionBoundarySoftLabeler
+
+    X, teacher = wine_teacher
+    still = ZeroShotTransferSet(teacher, n_samples_per_class=15, n_iter=0, feature_range=_ranges(X), random_state=0).fit()
+    moved = ZeroShotTransferSet(teacher, n_samples_per_class=15, n_iter=8, feature_range=_ranges(X), random_state=0).fit()
+    labeler = DecisionBoundarySoftLabeler(teacher, n_directions=5).fit(X)
+
+    def margin(S):
+        D = labeler.boundary_distances(S.astype(np.float64))
+        D[D == 0] = np.inf
+        return np.median(D.min(axis=1))
+
+    assert margin(moved.samples_) > 1.2 * margin(still.samples_)
+
+
+def test_budget_is_honoured_and_counted(wine_teacher):
+    X, teacher = wine_teacher
+    model = CountingModel(teacher)
+    gen = ZeroShotTransferSet(Teacher(model), n_samples_per_class=30, n_iter=40, max_queries=5000, feature_range=_ranges(X), random_state=0)
+    gen.fit()
+    assert gen.n_queries_ == model.rows <= 5000
+    assert model.rows > 5000 - 90 * 20  # it spent the budget, but for less than its largest batch
+
+
+def test_deterministic_and_clone(wine_teacher):
+    X, teacher = wine_teacher
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=10, n_iter=3, feature_range=_ranges(X), random_state=3)
+    a = clone(gen).fit_resample()
+    b = clone(gen).fit_resample()
+    np.testing.assert_array_equal(a[0], b[0])
+    c = clone(gen).set_params(random_state=4).fit_resample()
+    assert not np.array_equal(a[0], c[0])
+    assert clone(gen).get_params()["teacher"] is teacher
+
+
+def test_x_gives_shape_and_range(wine_teacher):
+    X, teacher = wine_teacher
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=5, n_iter=1, random_state=0).fit(X)
+    assert gen.samples_.shape[1] == 13
+    assert np.all(gen.samples_ >= X.min() - 1e-4) and np.all(gen.samples_ <= X.max() + 1e-3)
+
+
+def test_clear_error_without_shape(wine_teacher):
+    _, teacher = wine_teacher
+    with pytest.raises(ValueError, match=r"needs the input shape: pass X .* or n_features=..., input_shape=..."):
+        ZeroShotTransferSet(teacher).fit()
+    with pytest.raises(ValueError, match=r"n_features=5 does not match input_shape=\(2, 2\) \(4 features\)"):
+        ZeroShotTransferSet(teacher, n_features=5, input_shape=(2, 2)).fit()
+
+
+def test_image_teacher_reaches_every_class(image_teacher):
+    X, y, module = image_teacher
+    teacher = TorchTeacher(module)
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=10, n_iter=5, input_shape=(1, 8, 8), feature_range=(0.0, 1.0), max_noise_draws=4000, random_state=0)
+    with _maybe_warns():
+        Xp, yp = gen.fit_resample()
+    assert Xp.shape[1] == 64
+    np.testing.assert_array_equal(teacher.predict(Xp), yp)
+    assert len(np.unique(yp)) >= 8
+
+
+class _maybe_warns:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", ClassCoverageWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def test_short_classes_are_named_in_a_warning():
+    def teacher(Z):  # class 2 only in a tiny corner that noise almost never reaches
+        Z = np.asarray(Z)
+        out = (Z[:, 0] > 0.5).astype(int)
+        out[(np.abs(Z[:, 1] - 0.3) < 0.01) & (np.abs(Z[:, 2] - 0.6) < 0.01)] = 2
+        return out
+
+    gen = ZeroShotTransferSet(Teacher(teacher, classes=[0, 1, 2]), n_samples_per_class=20, n_iter=2, n_features=3, max_noise_draws=500, random_state=0)
+    with pytest.warns(ClassCoverageWarning, match=r"wanted 20 pseudo samples per class but got \d+ of class 2 after [\d,]+ queries"):
+        gen.fit()
+    assert gen.n_samples_per_class_[0] == 20 and gen.n_samples_per_class_[2] < 20
+
+
+def test_distiller_trains_from_pseudo_samples_alone_or_added(wine_teacher):
+    X, teacher = wine_teacher
+    gen = ZeroShotTransferSet(n_samples_per_class=20, n_iter=3, feature_range=_ranges(X))
+    alone = DB3Distiller(teacher, transfer_set=gen, max_epochs=5, random_state=0).fit(None)
+    assert alone.transfer_set_.samples_.shape == (60, 13)
+    assert len(alone.soft_labeler_.references_) == 60
+    assert alone.n_features_in_ == 13
+    added = DB3Distiller(teacher, transfer_set=gen, max_epochs=5, random_state=0).fit(X[:30])
+    assert len(added.soft_labeler_.references_) == 30 + 60
+    empty = DB3Distiller(teacher, transfer_set=gen, max_epochs=5, random_state=0).fit(np.empty((0, 13)))
+    assert len(empty.soft_labeler_.references_) == 60
+    with pytest.raises(ValueError, match="needs a transfer set: pass X"):
+        DB3Distiller(teacher).fit(None)
+
+
+def test_breast_cancer_per_feature_range():
+    X, y = load_breast_cancer(return_X_y=True)
+    teacher = make_pipeline(StandardScaler(), SVC()).fit(X, y)
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=10, n_iter=2, feature_range=_ranges(X), random_state=0)
+    Xp, yp = gen.fit_resample()
+    assert np.bincount(yp).tolist() == [10, 10]
+    assert np.all(Xp <= X.max(axis=0).astype(np.float32) + 1e-3)
