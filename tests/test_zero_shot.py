@@ -90,7 +90,9 @@ def test_deterministic_and_clone(wine_teacher):
 
 def test_x_gives_shape_and_range(wine_teacher):
     X, teacher = wine_teacher
-    gen = ZeroShotTransferSet(teacher, n_samples_per_class=5, n_iter=1, random_state=0).fit(X)
+    gen = ZeroShotTransferSet(teacher, n_samples_per_class=5, n_iter=1, random_state=0)
+    with _maybe_warns():  # one global range over features of such different scales starves some classes
+        gen.fit(X)
     assert gen.samples_.shape[1] == 13
     assert np.all(gen.samples_ >= X.min() - 1e-4) and np.all(gen.samples_ <= X.max() + 1e-3)
 

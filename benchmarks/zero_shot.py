@@ -1,0 +1,139 @@
+"""Benchmark: zero-shot distillation (ZSDB3KD) on MNIST, no real digit given to db3learn.
+
+The LeNet-5 teacher of benchmark a (trained on 4,000 real digits) is the only source of
+information: ZeroShotTransferSet generates pseudo samples from its answers, their soft labels
+come from BD against the pseudo samples of the other classes, and a LeNet-5-half student
+learns them. The student is scored on all 5,000 real digits (accuracy and fidelity), beside
+a copycat student trained on uniform-noise images labelled by the teacher (as many as the
+zero-shot run's queries, up to --max-noise images held in memory). Also saves a picture of
+pseudo samples per class.
+
+    python benchmarks/zero_shot.py                    # budgets 1M, 5M and 20M queries
+    python benchmarks/zero_shot.py --quick            # 200k
+    python benchmarks/zero_shot.py --budgets 1000000  # any budgets
+"""
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import lenet5_teacher, mnist_split  # noqa: E402
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, TorchTeacher, ZeroShotTransferSet  # noqa: E402
+from db3learn.datasets import load_mnist  # noqa: E402
+from db3learn.models import LeNet5  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def zero_shot(module, budget, seed, per_class, n_iter, epochs):
+    """Spend about 60% of the budget generating, the rest on soft labels."""
+    teacher = TorchTeacher(module)
+    gen_budget = int(0.6 * budget)
+    n_pseudo = 10 * per_class
+    per_sample = max(20, int((budget - gen_budget) / n_pseudo) - 1)
+    gen = ZeroShotTransferSet(
+        n_samples_per_class=per_class, n_iter=n_iter, max_queries=gen_budget, input_shape=(1, 28, 28),
+        feature_range=(0.0, 1.0), random_state=seed,
+    )
+    labeler = DecisionBoundarySoftLabeler(n_directions=5, max_queries_per_sample=per_sample, random_state=seed)
+    start = time.perf_counter()
+    d = DB3Distiller(
+        teacher, transfer_set=gen, soft_labeler=labeler, temperature=2.0, student=LeNet5, student__width=0.5,
+        max_epochs=epochs, batch_size=64, random_state=seed,
+    ).fit(None)
+    return d, time.perf_counter() - start
+
+
+def noise_copycat(module, n_images, seed, epochs):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n_images, 784), dtype=np.float32)
+    d = DB3Distiller(TorchTeacher(module), kd_weight=0, student=LeNet5, student__width=0.5, max_epochs=epochs, batch_size=256, random_state=seed)
+    start = time.perf_counter()
+    d.fit(X)
+    return d, time.perf_counter() - start
+
+
+def save_grid(samples, labels, path, per_class=8):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = np.unique(labels)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.8))
+    for r, c in enumerate(classes):
+        rows = samples[labels == c][:per_class]
+        for k in range(per_class):
+            ax = axes[r, k]
+            ax.axis("off")
+            if k < len(rows):
+                ax.imshow(rows[k].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(str(c), fontsize=7, loc="left")
+    fig.suptitle("ZeroShotTransferSet: pseudo samples of a LeNet-5 MNIST teacher, one row per teacher label", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--budgets", type=int, nargs="*", default=None)
+    parser.add_argument("--per-class", type=int, default=200, help="pseudo samples per class (default 200)")
+    parser.add_argument("--n-iter", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--max-noise", type=int, default=200000, help="most noise images for the copycat")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    budgets = args.budgets or ([200000] if args.quick else [1000000, 5000000, 20000000])
+    tag = "zero_shot_quick" if args.quick else "zero_shot"
+
+    X_train, y_train, _, _, _ = mnist_split()
+    module = lenet5_teacher(X_train, y_train)
+    X_all, y_all = load_mnist()  # scoring only: never given to db3learn
+    with torch.no_grad():
+        teacher_all = module(torch.from_numpy(X_all)).argmax(1).numpy()
+    print(f"teacher accuracy on all 5,000 digits {np.mean(teacher_all == y_all):.4f}", flush=True)
+
+    rows = []
+    for budget in budgets:
+        d, seconds = zero_shot(module, budget, args.seed, args.per_class, args.n_iter, args.epochs)
+        pred = d.predict(X_all)
+        gen = d.transfer_set_
+        rows.append(dict(
+            student="zero-shot DB3KD", budget=budget, queries=d.n_queries_, n_pseudo=len(gen.samples_),
+            classes_reached=int(sum(v > 0 for v in gen.n_samples_per_class_.values())),
+            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
+        ))
+        print(rows[-1], flush=True)
+        save_grid(gen.samples_, gen.labels_, out / f"{tag}_pseudo_samples_{budget}.png")
+        n_noise = min(d.n_queries_, args.max_noise)
+        c, seconds = noise_copycat(module, n_noise, args.seed, max(5, args.epochs // 4))
+        pred = c.predict(X_all)
+        rows.append(dict(
+            student="noise copycat", budget=budget, queries=n_noise, n_pseudo=n_noise, classes_reached="",
+            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
+        ))
+        print(rows[-1], flush=True)
+
+    with open(out / f"{tag}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"\n{'student':<18}{'budget':>11}{'queries':>11}{'samples':>9}{'accuracy':>10}{'fidelity':>10}{'time s':>8}")
+    for r in rows:
+        print(f"{r['student']:<18}{r['budget']:>11,}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
