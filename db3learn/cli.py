@@ -45,7 +45,10 @@ def build_parser():
     demo.add_argument("--n-transfer", type=int, default=1000, help="transfer-set size (default: 1000)")
     demo.add_argument("--n-test", type=int, default=1000, help="held-out digits (default: 1000)")
     demo.add_argument("--method", choices=["bd", "sd"], default="bd", help="distance estimator (default: bd)")
-    demo.add_argument("--temperature", type=float, default=2.0, help="soft-label temperature, in pixel units (default: 2.0)")
+    demo.add_argument(
+        "--temperature", type=float, default=None,
+        help="soft-label temperature, in pixel units (default: the median distance to the nearest other class)",
+    )
     demo.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
     demo.add_argument("--teacher-epochs", type=int, default=10, help="(default: 10)")
     demo.add_argument("--student-epochs", type=int, default=40, help="(default: 40)")

@@ -81,7 +81,7 @@ def run_demo(
     n_transfer=1000,
     n_test=1000,
     method="bd",
-    temperature=2.0,
+    temperature=None,
     n_directions=10,
     teacher_epochs=10,
     student_epochs=40,
@@ -103,9 +103,10 @@ def run_demo(
     n_test : int, default=1000
     method : {"bd", "sd"}, default="bd"
         The soft labeler's distance estimator.
-    temperature : float, default=2.0
+    temperature : float or None, default=None
         In pixel units (images in [0, 1]); the soft labels use
-        ``distance_to_logit="negative"``.
+        ``distance_to_logit="negative"``. ``None``: the median distance of
+        the transfer set to its nearest other class (DB3Distiller's default).
     n_directions : int, default=10
     teacher_epochs : int, default=10
     student_epochs : int, default=40
@@ -158,7 +159,7 @@ def run_demo(
         n_transfer=n_transfer,
         n_test=n_test,
         method=method,
-        temperature=temperature,
+        temperature=student.temperature_,
         time_teacher=time_teacher,
         time_student=time_student,
         time_copycat=time_copycat,
@@ -174,7 +175,7 @@ def format_demo(result):
         "",
         f"{'model':<28}{'accuracy':>10}{'fidelity':>10}{'queries':>12}{'time (s)':>10}",
         f"{'teacher (LeNet-5)':<28}{r.teacher_accuracy:>10.2%}{'':>10}{'':>12}{r.time_teacher:>10.1f}",
-        f"{f'DB3KD student ({r.method.upper()}, T={r.temperature:g})':<28}{r.student_accuracy:>10.2%}"
+        f"{f'DB3KD student ({r.method.upper()}, T={r.temperature:.2g})':<28}{r.student_accuracy:>10.2%}"
         f"{r.student_fidelity:>10.2%}{r.student_queries:>12,}{r.time_student:>10.1f}",
         f"{'copycat student':<28}{r.copycat_accuracy:>10.2%}{r.copycat_fidelity:>10.2%}"
         f"{r.copycat_queries:>12,}{r.time_copycat:>10.1f}",
