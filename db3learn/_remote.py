@@ -138,17 +138,26 @@ def _as_labels(values, n, *, what, fix, raw):
     return values
 
 
-class _V2:
-    """Open Inference Protocol (KServe/MLServer/Triton "V2") REST messages."""
+class _Codec:
+    """A protocol's paths and messages for one model: ``{name}/models/{model}[/versions/{version}]...``."""
 
-    name = "v2"
+    name = None
 
     def __init__(self, model_name, model_version, output_name):
         self.model_name = model_name
         self.output_name = output_name
-        base = f"v2/models/{quote(model_name, safe='')}"
+        base = f"{self.name}/models/{quote(model_name, safe='')}"
         if model_version is not None:
             base += f"/versions/{quote(str(model_version), safe='')}"
+        self.paths(base)
+
+
+class _V2(_Codec):
+    """Open Inference Protocol (KServe/MLServer/Triton "V2") REST messages."""
+
+    name = "v2"
+
+    def paths(self, base):
         self.infer_path = f"{base}/infer"
         self.ready_path = f"{base}/ready"
         self.metadata_path = base
@@ -186,17 +195,12 @@ class _V2:
         return _as_labels(values, n, what=which, fix=fix, raw=raw)
 
 
-class _V1:
+class _V1(_Codec):
     """TF-Serving / KServe V1 predict messages: ``{"instances": ...}`` -> ``{"predictions": ...}``."""
 
     name = "v1"
 
-    def __init__(self, model_name, model_version, output_name):
-        self.model_name = model_name
-        self.output_name = output_name
-        base = f"v1/models/{quote(model_name, safe='')}"
-        if model_version is not None:
-            base += f"/versions/{quote(str(model_version), safe='')}"
+    def paths(self, base):
         self.infer_path = f"{base}:predict"
         self.ready_path = base
         self.metadata_path = None

@@ -53,8 +53,7 @@ def _serve(args):
             access_log=not args.quiet,
         )
     except (DB3Error, ValueError, FileNotFoundError) as exc:
-        print(f"db3learn serve: error: {exc}", file=sys.stderr)
-        return 1
+        return _error("serve", exc)
     return 0
 
 
@@ -97,10 +96,15 @@ def _distill(args):
             teacher_params=teacher_params,
         )
     except (DB3Error, ValueError, FileNotFoundError) as exc:
-        print(f"db3learn distill: error: {exc}", file=sys.stderr)
-        return 1
+        return _error("distill", exc)
     print(json.dumps(report.as_dict(), indent=2))
     return 0
+
+
+def _error(command, exc):
+    """Report a library error on stderr, without a traceback: its message says what to do."""
+    print(f"db3learn {command}: error: {exc}", file=sys.stderr)
+    return 1
 
 
 def _hidden_units(text):

@@ -304,6 +304,7 @@ def create_app(model, *, model_name, faults=None, ledger=None):
         }
 
     @app.get("/v2/models/{name}/ready")
+    @app.get("/v1/models/{name}")  # V1's model ready: the same {"name", "ready"} object
     async def model_ready(name: str):
         check_name(name)
         return {"name": model_name, "ready": True}
@@ -330,11 +331,6 @@ def create_app(model, *, model_name, faults=None, ledger=None):
         return response
 
     # -- TF-Serving / KServe V1 -------------------------------------------------------
-    @app.get("/v1/models/{name}")
-    async def v1_ready(name: str):
-        check_name(name)
-        return {"name": model_name, "ready": True}
-
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(name: str, body: _PredictRequest):
         check_name(name)
