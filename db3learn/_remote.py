@@ -538,6 +538,7 @@ class _DiskAnswers:
         self.directory = os.fspath(directory)
         self.prefix = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
         self._cache = None
+        self._lock = threading.Lock()
 
     def __getstate__(self):
         return {"directory": self.directory, "prefix": self.prefix}
@@ -545,13 +546,15 @@ class _DiskAnswers:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._cache = None
+        self._lock = threading.Lock()
 
     def _open(self):
-        if self._cache is None:
-            from diskcache import Cache
+        with self._lock:  # worker threads may be first to write
+            if self._cache is None:
+                from diskcache import Cache
 
-            self._cache = Cache(self.directory, disk=_no_pickle_disk(), eviction_policy="none")
-        return self._cache
+                self._cache = Cache(self.directory, disk=_no_pickle_disk(), eviction_policy="none")
+            return self._cache
 
     def get_many(self, keys):
         cache = self._open()
@@ -566,9 +569,10 @@ class _DiskAnswers:
                 cache.set(self.prefix + k.hex(), json.dumps(label))
 
     def close(self):
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
 
 
 def _no_pickle_disk():

@@ -377,3 +377,19 @@ def test_server_killed_and_restarted_mid_run_changes_nothing(digits, svc, svc_fi
     assert teacher.n_retries >= 2 and teacher.n_queries == 400
     rows = read_ledger(ledger)
     assert len(rows) == len(set(rows)) == 400  # every row answered exactly once over both servers
+
+
+def test_the_disk_cache_never_unpickles_what_it_finds(digits, svc, tmp_path):
+    from diskcache import Cache
+
+    X = digits[0][:3]
+    app, server = served(svc)
+    with server as url:
+        teacher = RemoteTeacher(url, "digits", cache_dir=tmp_path)
+        teacher.predict(X[:1])
+        key = teacher._store.prefix + next(iter(teacher._answers)).hex()
+        teacher.close()
+        with Cache(tmp_path) as planted:  # someone else writes a pickle where a label was
+            planted.set(key, {"not": "a label"})
+        with pytest.raises(TeacherAnswerError, match="holds a pickled value, which db3learn never writes and will not load"):
+            RemoteTeacher(url, "digits", cache_dir=tmp_path).predict(X)
