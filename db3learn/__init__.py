@@ -9,9 +9,17 @@ from ._distiller import DB3Distiller
 from ._labeler import DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, soft_labels
 from ._student import KDStudent, distillation_loss
+from ._remote import RemoteTeacher
 from ._teachers import Teacher, TorchTeacher, as_teacher
 from ._zero_shot import ClassCoverageWarning, ZeroShotTransferSet
-from .exceptions import DB3Error, QueryBudgetExceeded, TeacherAnswerError, TeacherError
+from .exceptions import (
+    DB3Error,
+    QueryBudgetExceeded,
+    RemoteTeacherError,
+    TeacherAnswerError,
+    TeacherError,
+    UntrustedModelError,
+)
 
 __version__ = "0.1.0"
 
@@ -23,6 +31,7 @@ __all__ = [
     "ClassCoverageWarning",
     "Teacher",
     "TorchTeacher",
+    "RemoteTeacher",
     "as_teacher",
     "distances_to_logits",
     "soft_labels",
@@ -31,5 +40,7 @@ __all__ = [
     "QueryBudgetExceeded",
     "TeacherError",
     "TeacherAnswerError",
+    "RemoteTeacherError",
+    "UntrustedModelError",
     "__version__",
 ]

@@ -103,6 +103,9 @@ class Teacher:
     (2, 1)
     """
 
+    _store = None  # a persistent answer store: get_many(keys) -> labels or None, set_many(keys, labels)
+    _passthrough_errors = ()  # errors of _predict_batch raised as they are, not wrapped in TeacherError
+
     def __init__(self, model, *, batch_size=4096, max_queries=None, cache=True, classes=None):
         if isinstance(model, Teacher):
             raise TypeError("model is already a Teacher; pass it directly instead of wrapping it twice.")
@@ -190,6 +193,9 @@ class Teacher:
                 if c is not None:
                     codes[i] = c
             missing = np.flatnonzero(codes < 0)
+            if len(missing) and self._store is not None:
+                self._recall(keys, missing, codes)
+                missing = np.flatnonzero(codes < 0)
             # a row repeated inside the call is asked once
             first = {}
             for i in missing:
@@ -209,19 +215,37 @@ class Teacher:
         self._check_known(labels)
         return labels
 
+    def _recall(self, keys, missing, codes):
+        """Fill ``codes[missing]`` from the persistent store, where it has the answer."""
+        stored = self._store.get_many([keys[i] for i in missing])
+        found = [j for j, label in enumerate(stored) if label is not None]
+        if found:
+            idx = missing[found]
+            new = self._encode(np.asarray([stored[j] for j in found]))
+            codes[idx] = new
+            self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+
     def _ask(self, X, to_ask, keys, codes):
-        """Ask the model for rows ``to_ask`` in batches; fill ``codes``, the cache, the counter."""
+        """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.
+
+        The rows that fit into the budget are asked first, in batches of
+        ``batch_size``; then, if some rows did not fit, the budget error.
+        """
         n_total = len(to_ask)
+        allowed = self._allowed(n_total)
+        asked = to_ask[:allowed]
+        batches = [asked[start : start + self.batch_size] for start in range(0, allowed, self.batch_size)]
+        self._ask_batches(X, batches, keys, codes)
+        if allowed < n_total:
+            self._raise_budget(n_total - allowed, n_total)
+
+    def _ask_batches(self, X, batches, keys, codes):
+        """Ask each batch of row indices in turn (subclasses may ask several at once)."""
         n_asked = 0
-        for start in range(0, n_total, self.batch_size):
-            idx = to_ask[start : start + self.batch_size]
-            allowed = self._allowed(len(idx))
-            if allowed < len(idx):
-                if allowed > 0:  # spend what is left, so those answers are kept
-                    self._ask_batch(X, idx[:allowed], keys, codes, n_asked)
-                    n_asked += allowed
-                self._raise_budget(n_total - n_asked, n_total)
-            self._ask_batch(X, idx, keys, codes, n_asked)
+        for idx in batches:
+            self.n_queries += len(idx)
+            answer = self._fetch(X, idx, keys, n_asked)
+            self._record(idx, answer, keys, codes)
             n_asked += len(idx)
 
     def _allowed(self, n):
@@ -240,11 +264,17 @@ class Teacher:
             n_requested=n_left,
         )
 
-    def _ask_batch(self, X, idx, keys, codes, n_before):
+    def _fetch(self, X, idx, keys, n_before):
+        """The checked answer of the model for rows ``idx``, also written to the persistent store.
+
+        Touches no in-memory state, so that subclasses may call it from
+        worker threads; :meth:`_record` then files the answer.
+        """
         batch = X[idx]
-        self.n_queries += len(idx)
         try:
             answer = self._predict_batch(batch)
+        except self._passthrough_errors:
+            raise
         except Exception as exc:  # the teacher's own failure, whatever it is
             cached = f"the answers to the {_plural(n_before, 'row')} asked before it are cached" if self.cache else "caching is off"
             raise TeacherError(
@@ -253,6 +283,12 @@ class Teacher:
                 "again to resume."
             ) from exc
         answer = self._check_answer(answer, len(idx))
+        if keys is not None and self._store is not None:
+            self._store.set_many([keys[i] for i in idx], answer)
+        return answer
+
+    def _record(self, idx, answer, keys, codes):
+        """File the answer to rows ``idx`` in ``codes`` and the in-memory cache."""
         new = self._encode(answer)
         codes[idx] = new
         if keys is not None:

@@ -6,7 +6,14 @@ same kind of problem (``ValueError`` for bad input, ``RuntimeError`` for a
 teacher that failed), so ``except ValueError`` keeps working around db3learn.
 """
 
-__all__ = ["DB3Error", "QueryBudgetExceeded", "TeacherError", "TeacherAnswerError"]
+__all__ = [
+    "DB3Error",
+    "QueryBudgetExceeded",
+    "TeacherError",
+    "TeacherAnswerError",
+    "RemoteTeacherError",
+    "UntrustedModelError",
+]
 
 
 class DB3Error(Exception):
@@ -43,3 +50,25 @@ class TeacherError(DB3Error, RuntimeError):
 
 class TeacherAnswerError(DB3Error, ValueError):
     """The teacher answered, but not with one known label per row."""
+
+
+class RemoteTeacherError(TeacherError):
+    """A remote teacher could not answer: unreachable, failing after the retries, or refusing the request.
+
+    The message quotes the server's response (truncated) and never holds
+    credentials. Answers received before the error stay cached.
+    """
+
+
+class UntrustedModelError(DB3Error, ValueError):
+    """A saved model holds types that are not trusted to be loaded safely.
+
+    Attributes
+    ----------
+    untrusted_types : list of str
+        The fully qualified names of the types that were refused.
+    """
+
+    def __init__(self, message, *, untrusted_types):
+        super().__init__(message)
+        self.untrusted_types = list(untrusted_types)

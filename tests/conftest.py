@@ -31,3 +31,13 @@ def digits():
 def svc(digits):
     X, y, _, _ = digits
     return SVC().fit(X, y)
+
+
+@pytest.fixture(scope="session")
+def svc_file(svc, tmp_path_factory):
+    """The ``svc`` teacher saved with skops, as `db3learn serve` loads it."""
+    import skops.io
+
+    path = tmp_path_factory.mktemp("models") / "digits-svc.skops"
+    skops.io.dump(svc, path)
+    return path

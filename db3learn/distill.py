@@ -1,0 +1,273 @@
+"""``db3learn distill``: distill a saved model or a model behind a URL, from a data file."""
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._distiller import DB3Distiller
+from ._labeler import DecisionBoundarySoftLabeler
+from ._remote import RemoteTeacher
+from ._teachers import Teacher
+from .io import load_model, save_student
+
+__all__ = ["DistillReport", "load_data", "make_teacher", "run_distill"]
+
+_MODEL_URL = re.compile(r"^(?P<base>.*?)/(?P<protocol>v[12])/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?/?$")
+
+
+@dataclass
+class DistillReport:
+    """What one ``db3learn distill`` run did; times in seconds, fidelity in [0, 1].
+
+    ``queries`` counts the rows sent to the teacher during this run (the
+    ones answered from the cache cost nothing and are counted in
+    ``cache_hits``); ``queries_holdout`` of them labelled the held-out rows
+    on which ``fidelity`` (agreement of student and teacher) is measured.
+    ``requests`` and ``retries`` are the HTTP requests sent and retried
+    (``None`` for a local teacher).
+    """
+
+    teacher: str
+    model_name: Optional[str]
+    protocol: Optional[str]
+    n_rows: int
+    n_train: int
+    n_holdout: int
+    n_features: int
+    n_classes: int
+    queries: int
+    queries_holdout: int
+    cache_hits: int
+    requests: Optional[int]
+    retries: Optional[int]
+    fidelity: Optional[float]
+    method: str
+    temperature: float
+    hidden_units: Optional[list]
+    epochs: int
+    time_s: float
+    out: str
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def load_data(path):
+    """The transfer set in ``path``: a 2-D ``.npy`` array or a numeric ``.csv`` file.
+
+    A CSV file may start with one header row (kept out of the data);
+    values are separated by commas.
+
+    Parameters
+    ----------
+    path : str or path
+
+    Returns
+    -------
+    X : ndarray of float64 of shape (n_samples, n_features)
+
+    Raises
+    ------
+    ValueError
+        If the file is of another kind, is not 2-D numeric data, or holds
+        NaN or infinity.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No data file at {path}.")
+    if path.suffix == ".npy":
+        X = np.load(path, allow_pickle=False)
+    elif path.suffix == ".csv":
+        with path.open() as f:
+            first = f.readline()
+        try:
+            [float(v) for v in first.split(",")]
+            header = 0
+        except ValueError:
+            header = 1
+        try:
+            X = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+        except ValueError as exc:
+            raise ValueError(f"{path} must hold numbers separated by commas (one header row allowed): {exc}") from None
+    else:
+        raise ValueError(f"Data files must be .npy or .csv; got {path.name}.")
+    if X.ndim != 2 or X.dtype.kind not in "biuf" or len(X) == 0:
+        raise ValueError(f"{path} must hold a non-empty 2-D numeric array (rows x features); got shape {X.shape}, dtype {X.dtype}.")
+    X = X.astype(np.float64, copy=False)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{path} holds NaN or infinite values; remove or impute them first.")
+    return X
+
+
+def make_teacher(teacher, *, model_name=None, protocol="v2", max_queries=None, trusted=None, **remote_params):
+    """A :class:`~db3learn.Teacher` for a URL or a saved model file.
+
+    Parameters
+    ----------
+    teacher : str or path
+        ``http(s)://`` URL: a :class:`~db3learn.RemoteTeacher`. Either the
+        server's base URL (then ``model_name`` is needed) or a model's URL
+        such as ``http://127.0.0.1:8080/v2/models/digits-svc`` (which sets
+        the model name, the protocol and a ``/versions/V`` part). Otherwise
+        the path of a ``.skops`` file or a student directory
+        (:func:`~db3learn.io.load_model`).
+    model_name, protocol : str
+        For a base URL.
+    max_queries : int or None
+    trusted : list of str or None
+        For a ``.skops`` file.
+    **remote_params
+        Passed to :class:`~db3learn.RemoteTeacher` (``cache_dir``,
+        ``batch_size``, ``timeout``, ...).
+
+    Returns
+    -------
+    teacher : Teacher or RemoteTeacher
+    """
+    text = str(teacher)
+    if urlsplit(text).scheme in ("http", "https"):
+        match = _MODEL_URL.match(text)
+        version = None
+        if match:
+            given = model_name
+            text, protocol, model_name, version = (match["base"], match["protocol"], unquote(match["name"]), match["version"])
+            if given is not None and given != model_name:
+                raise ValueError(f"The URL names the model {model_name!r} but model_name={given!r}; give one of them.")
+        if model_name is None:
+            raise ValueError(
+                f"Which model at {text}? Give its name (--model-name) or its URL, e.g. {text.rstrip('/')}/v2/models/NAME."
+            )
+        return RemoteTeacher(text, model_name, protocol=protocol, model_version=version, max_queries=max_queries, **remote_params)
+    if remote_params.get("cache_dir") is not None:
+        raise ValueError(
+            f"cache_dir keeps the answers of a teacher behind a URL; {text} is a local model, asked directly "
+            "at no cost. Leave cache_dir out, or serve the model and distill it through its URL."
+        )
+    return Teacher(load_model(teacher, trusted=trusted), max_queries=max_queries)
+
+
+def run_distill(
+    teacher,
+    data,
+    out,
+    *,
+    method="bd",
+    temperature=None,
+    n_directions=10,
+    hidden_units=None,
+    epochs=50,
+    holdout=0.2,
+    random_state=0,
+    verbose=True,
+    teacher_params=None,
+):
+    """Distill ``teacher`` on the rows of ``data`` and save the student in ``out``.
+
+    The rows are shuffled (seeded by ``random_state``); a ``holdout`` share
+    is kept out of the transfer set to measure the student's fidelity to
+    the teacher. The student (the default MLP of
+    :class:`~db3learn.DB3Distiller`) is saved with
+    :func:`~db3learn.io.save_student`; the report goes to
+    ``out/report.json``.
+
+    Parameters
+    ----------
+    teacher : str, path or Teacher
+        A URL or a saved model, given to :func:`make_teacher` with
+        ``teacher_params``, or a :class:`~db3learn.Teacher`. Its query
+        budget, if any, bounds the whole run; with a persistent cache, a run
+        stopped by the budget or a failure resumes where it stopped.
+    data : ndarray of shape (n_samples, n_features) or str or path
+        The transfer set, or a file for :func:`load_data`.
+    out : str or path
+        Directory for the student (created if needed).
+    method : {"bd", "sd"}, default="bd"
+        The soft labeler's distance estimator.
+    temperature : float or None, default=None
+        In the units of the data; ``None`` keeps the soft labeler's default.
+    n_directions : int, default=10
+    hidden_units : sequence of int or None, default=None
+        The student's hidden layers; ``None`` sizes one from the data.
+    epochs : int, default=50
+    holdout : float, default=0.2
+        Share of the rows kept for the fidelity measure, in [0, 1).
+    random_state : int, default=0
+    verbose : bool, default=True
+        Progress bars on stderr.
+    teacher_params : dict or None, default=None
+        Keyword arguments of :func:`make_teacher` when ``teacher`` is a URL
+        or a path.
+
+    Returns
+    -------
+    report : DistillReport
+
+    Raises
+    ------
+    QueryBudgetExceeded, TeacherError, TeacherAnswerError, RemoteTeacherError
+        From the teacher. Answers received so far stay cached (on disk with
+        a ``cache_dir``): run again, with a larger budget if that ran out.
+    """
+    start = time.perf_counter()
+    source = teacher
+    if not isinstance(teacher, Teacher):
+        teacher = make_teacher(teacher, **dict(teacher_params or {}))
+    X = data if isinstance(data, np.ndarray) else load_data(data)
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be in [0, 1); got {holdout!r}.")
+    order = check_random_state(random_state).permutation(len(X))
+    n_holdout = int(round(holdout * len(X)))
+    if len(X) - n_holdout < 2:
+        raise ValueError(f"{len(X)} rows leave fewer than 2 for the transfer set with holdout={holdout}.")
+    X_train, X_holdout = X[order[n_holdout:]], X[order[:n_holdout]]
+    if isinstance(teacher, RemoteTeacher) and not teacher.ready():
+        raise ValueError(
+            f"The server at {teacher.base_url} says model {teacher.model_name!r} is not ready; wait for it, or "
+            "check the model name and protocol."
+        )
+    q0, hits0 = teacher.n_queries, teacher.n_cache_hits
+    student_params = {} if hidden_units is None else {"student__hidden_units": tuple(int(h) for h in hidden_units)}
+    distiller = DB3Distiller(
+        teacher,
+        soft_labeler=DecisionBoundarySoftLabeler(method=method, n_directions=n_directions),
+        temperature=temperature,
+        max_epochs=epochs,
+        random_state=random_state,
+        verbose=int(bool(verbose)),
+        **student_params,
+    ).fit(X_train)
+    q1 = teacher.n_queries
+    fidelity = distiller.score(X_holdout) if n_holdout else None
+    out = save_student(distiller, out)
+    hidden = distiller.student_.get_params().get("module__hidden_units")
+    report = DistillReport(
+        teacher=str(source) if not isinstance(source, Teacher) else repr(source),
+        model_name=getattr(teacher, "model_name", None),
+        protocol=getattr(teacher, "protocol", None),
+        n_rows=len(X),
+        n_train=len(X_train),
+        n_holdout=n_holdout,
+        n_features=X.shape[1],
+        n_classes=len(distiller.classes_),
+        queries=teacher.n_queries - q0,
+        queries_holdout=teacher.n_queries - q1,
+        cache_hits=teacher.n_cache_hits - hits0,
+        requests=getattr(teacher, "n_requests", None),
+        retries=getattr(teacher, "n_retries", None),
+        fidelity=fidelity,
+        method=method,
+        temperature=distiller.temperature_,
+        hidden_units=None if hidden is None else [int(h) for h in hidden],
+        epochs=epochs,
+        time_s=round(time.perf_counter() - start, 3),
+        out=str(out),
+    )
+    (Path(out) / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return report

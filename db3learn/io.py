@@ -1,0 +1,252 @@
+"""Saving and loading models safely: skops for scikit-learn, weights only for PyTorch.
+
+db3learn never unpickles a file. A scikit-learn model is read from a
+``.skops`` file, whose types are checked against the ones skops trusts
+before anything is built; a distilled student is a directory holding the
+network's weights (read with ``torch.load(weights_only=True)``) and a small
+JSON file naming its architecture (a module of :mod:`db3learn.models`) and
+its classes.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .exceptions import UntrustedModelError
+from .models import MLP, LeNet5
+
+__all__ = ["SavedStudent", "load_model", "load_student", "save_student"]
+
+STUDENT_CONFIG = "student.json"
+STUDENT_WEIGHTS = "weights.pt"
+_FORMAT = "db3learn-student"
+_MODULES = {"MLP": MLP, "LeNet5": LeNet5}
+
+
+def load_model(path, *, trusted=None):
+    """Load a saved classifier without unpickling anything.
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.skops`` file (a scikit-learn estimator or pipeline, saved with
+        ``skops.io.dump``), or a student directory written by
+        :func:`save_student` or ``db3learn distill``.
+    trusted : list of str or None, default=None
+        Fully qualified names of types to load from a ``.skops`` file on
+        top of the ones skops trusts (scikit-learn's, numpy's, scipy's).
+        List only types you have checked: loading a type may run its code.
+
+    Returns
+    -------
+    model : object with ``predict(X)``
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    UntrustedModelError
+        If the ``.skops`` file holds types that are neither trusted by
+        skops nor listed in ``trusted``. Nothing of the file is built.
+    ValueError
+        If ``path`` is in another format (a pickle, joblib or bare
+        PyTorch file), or does not hold a classifier.
+
+    Examples
+    --------
+    >>> import tempfile, os, skops.io
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from db3learn.io import load_model
+    >>> X, y = load_iris(return_X_y=True)
+    >>> path = os.path.join(tempfile.mkdtemp(), "iris.skops")
+    >>> skops.io.dump(LogisticRegression(max_iter=1000).fit(X, y), path)
+    >>> load_model(path).predict(X[:3])
+    array([0, 0, 0])
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No model at {path}: expected a .skops file or a student directory.")
+    if path.is_dir():
+        return load_student(path)
+    if path.suffix != ".skops":
+        raise ValueError(
+            f"db3learn loads scikit-learn models from .skops files and students from directories written by "
+            f"`db3learn distill`; it never unpickles a file such as {path.name}. If you trust that file, convert "
+            "it once: `python -c \"import joblib, skops.io; skops.io.dump(joblib.load('model.joblib'), "
+            "'model.skops')\"`."
+        )
+    import skops.io
+
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted or ()))
+    if untrusted:
+        raise UntrustedModelError(
+            f"{path.name} holds types that skops does not trust: {untrusted}. Loading them could run their "
+            "code, so nothing was loaded. If you know these types and trust the file's author, allow them "
+            f"explicitly: load_model(path, trusted={untrusted}), or `db3learn serve --trust TYPE` for each.",
+            untrusted_types=untrusted,
+        )
+    model = skops.io.load(path, trusted=list(trusted or ()) or None)
+    if not hasattr(model, "predict"):
+        raise ValueError(f"{path.name} holds a {type(model).__name__}, which has no predict method; save a fitted classifier.")
+    return model
+
+
+class SavedStudent(ClassifierMixin, BaseEstimator):
+    """A distilled student loaded from disk: predicts labels without its teacher.
+
+    Made by :func:`load_student`; its network runs on the CPU.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The student network, weights loaded, returning logits.
+    classes : ndarray of shape (n_classes,)
+        The teacher's labels, in the order of the network's outputs.
+    config : dict
+        The saved configuration (architecture, sizes, distillation settings).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    module_ : torch.nn.Module
+    """
+
+    def __init__(self, module, classes, config):
+        self.module = module
+        self.classes = classes
+        self.config = config
+        self.module_ = module.eval()
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = int(config["n_features_in"])
+
+    def _logits(self, X):
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"Expected rows of {self.n_features_in_} features, an array of shape (n_samples, {self.n_features_in_}); got shape {X.shape}.")
+        with torch.inference_mode():
+            return self.module_(torch.from_numpy(X))
+
+    def predict(self, X):
+        """The student's label for each row of ``X`` (array-like of shape (n_samples, n_features_in_))."""
+        return self.classes_[self._logits(X).argmax(dim=1).numpy()]
+
+    def predict_proba(self, X):
+        """Softmax of the student's logits, of shape (n_samples, n_classes), columns as ``classes_``."""
+        return torch.softmax(self._logits(X), dim=1).numpy()
+
+
+def save_student(distiller, directory):
+    """Save a fitted :class:`~db3learn.DB3Distiller`'s student to ``directory``.
+
+    Writes ``weights.pt`` (the network's ``state_dict``, as skorch's
+    ``save_params(f_params=...)`` does) and ``student.json`` (architecture,
+    its parameters, classes and distillation settings). Only students whose
+    module is one of :mod:`db3learn.models` (the default :class:`MLP`, or
+    :class:`LeNet5`) can be saved, so that loading never imports code named
+    by a file.
+
+    Parameters
+    ----------
+    distiller : DB3Distiller
+        Fitted.
+    directory : str or path
+        Created if needed; existing files of the same names are replaced.
+
+    Returns
+    -------
+    directory : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If the student's module is not one of :mod:`db3learn.models`.
+    """
+    check_is_fitted(distiller)
+    net = distiller.student_
+    module = net.module
+    if not isinstance(module, type) or _MODULES.get(module.__name__) is not module:
+        raise ValueError(
+            f"save_student saves students whose module is a db3learn.models class (MLP, LeNet5) given by class; "
+            f"this one is {module!r}. Save distiller.student_.module_.state_dict() with torch.save yourself."
+        )
+    module_params = {k[len("module__") :]: v for k, v in net.get_params().items() if k.startswith("module__")}
+    classes = np.asarray(distiller.classes_)
+    config = {
+        "format": _FORMAT,
+        "version": 1,
+        "module": module.__name__,
+        "module_params": _jsonable(module_params),
+        "classes": classes.tolist(),
+        "classes_dtype": classes.dtype.str,
+        "n_features_in": int(distiller.n_features_in_),
+        "temperature": float(distiller.temperature_),
+        "kd_weight": float(distiller.kd_weight),
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in net.module_.state_dict().items()}, directory / STUDENT_WEIGHTS)
+    (directory / STUDENT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def load_student(directory):
+    """Load a student saved by :func:`save_student` (or ``db3learn distill``).
+
+    Parameters
+    ----------
+    directory : str or path
+
+    Returns
+    -------
+    student : SavedStudent
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``student.json`` or ``weights.pt`` is missing.
+    ValueError
+        If the configuration is not a db3learn student's or names an
+        unknown architecture, or the weights do not fit it.
+    """
+    directory = Path(directory)
+    config_path, weights_path = directory / STUDENT_CONFIG, directory / STUDENT_WEIGHTS
+    for p in (config_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: {directory} is not a student directory written by `db3learn distill`.")
+    config = json.loads(config_path.read_text())
+    if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        raise ValueError(f"{config_path} is not a db3learn student configuration (no \"format\": \"{_FORMAT}\").")
+    module_cls = _MODULES.get(config.get("module"))
+    if module_cls is None:
+        raise ValueError(f"{config_path} names the architecture {config.get('module')!r}; db3learn knows {sorted(_MODULES)}.")
+    params = dict(config["module_params"])
+    if params.get("hidden_units") is not None:
+        params["hidden_units"] = tuple(params["hidden_units"])
+    if params.get("input_shape") is not None:
+        params["input_shape"] = tuple(params["input_shape"])
+    module = module_cls(**params)
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{weights_path} does not fit the architecture in {config_path}: {exc}") from exc
+    classes = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+    return SavedStudent(module, classes, config)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"Cannot save the student parameter value {value!r} as JSON.")

@@ -1,0 +1,91 @@
+"""Real servers on 127.0.0.1 for the remote-teacher tests: in a thread, or in a subprocess we can kill."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import uvicorn
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def thread_server(app, port=None):
+    """Serve the ASGI ``app`` on 127.0.0.1 in a thread; yield its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    """Poll ``predicate`` until it is true, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class ServeProcess:
+    """``db3learn serve`` in a subprocess on 127.0.0.1."""
+
+    def __init__(self, model, port, *args, log=None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(log or os.devnull, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "db3learn.cli", "serve", str(model), "--port", str(port), "--quiet", *map(str, args)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._ready, 60, "db3learn serve to be ready", interval=0.1)
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"db3learn serve exited with {self.proc.returncode}")
+        try:
+            return httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stats(self):
+        return httpx.get(f"{self.url}/db3learn/stats", timeout=5).json()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def read_ledger(path):
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
