@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 def configs(quick):
     """(name, labeler parameters, temperature) of each DB3KD row."""
     rows = [
+        ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None
         ("sd", dict(method="sd"), 2.0),
         ("bd", dict(method="bd"), 2.0),
         ("bd", dict(method="bd"), 1.0),
@@ -67,13 +68,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 transfer digits, 1 seed, fewer rows")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
+    parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
+    parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [0] if args.quick else [0, 1, 2]
     n_transfer = 200 if args.quick else 1000
     epochs = 40
-    tag = "mnist_queries_quick" if args.quick else "mnist_queries"
+    tag = args.tag or ("mnist_queries_quick" if args.quick else "mnist_queries")
 
     X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=n_transfer)
     module = lenet5_teacher(X_train, y_train)
@@ -98,7 +102,7 @@ def main(argv=None):
     for seed in seeds:
         copy = DB3Distiller(TimedTorchTeacher(module), kd_weight=0, random_state=seed, **common).fit(X_transfer)
         record("copycat", "", "", 1, 1.0, seed, copy.predict, 0.0)
-    for T in ([4.0] if args.quick else [1.0, 2.0, 4.0, 8.0]):
+    for T in args.white_box_temperatures or ([4.0] if args.quick else [1.0, 2.0, 4.0, 8.0]):
         for seed in seeds:
             net = train_white_box(module, X_transfer, hard, seed, T, epochs)
             record("white-box KD", "logits", T, 0, 0.0, seed, lambda Z: net.predict(Z), 0.0)
@@ -106,6 +110,8 @@ def main(argv=None):
     teacher = TimedTorchTeacher(module)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
     for name, params, T in configs(args.quick):
+        if args.only is not None and name not in args.only:
+            continue
         setting = tuple(sorted((k, v) for k, v in params.items() if k not in ("distance_to_logit", "temperature")))
         if setting not in searched:
             lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
@@ -117,7 +123,8 @@ def main(argv=None):
         for seed in seeds:
             d = DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params), temperature=T, random_state=seed, **common)
             d.fit(X_transfer)
-            record(name, mapping, T, params.get("max_queries_per_sample", ""), float(queries.mean()) + 1, seed, d.predict, seconds)
+            record(name, mapping, T if T is not None else f"auto ({d.temperature_:.2f})", params.get("max_queries_per_sample", ""),
+                   float(queries.mean()) + 1, seed, d.predict, seconds)
 
     fields = list(records[0])
     with open(out / f"{tag}.csv", "w", newline="") as f:
@@ -136,12 +143,12 @@ def main(argv=None):
 def summarise(records):
     keys = []
     for r in records:
-        k = (r["method"], r["mapping"], r["temperature"], r["budget_per_sample"])
+        k = (r["method"], r["mapping"], str(r["temperature"]).split(" ")[0], r["budget_per_sample"])
         if k not in keys:
             keys.append(k)
     rows = []
     for k in keys:
-        rs = [r for r in records if (r["method"], r["mapping"], r["temperature"], r["budget_per_sample"]) == k]
+        rs = [r for r in records if (r["method"], r["mapping"], str(r["temperature"]).split(" ")[0], r["budget_per_sample"]) == k]
         rows.append(dict(
             method=k[0], mapping=k[1], temperature=k[2], budget_per_sample=k[3],
             queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
@@ -158,10 +165,10 @@ def summarise(records):
 
 
 def print_table(rows):
-    print(f"\n{'method':<14}{'mapping':<10}{'T':>5}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}")
+    print(f"\n{'method':<14}{'mapping':<10}{'T':>6}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}")
     for r in rows:
         print(
-            f"{r['method']:<14}{r['mapping']:<10}{str(r['temperature']):>5}{str(r['budget_per_sample']):>8}"
+            f"{r['method']:<14}{r['mapping']:<10}{str(r['temperature']):>6}{str(r['budget_per_sample']):>8}"
             f"{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
             f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}"
         )

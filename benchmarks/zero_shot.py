@@ -90,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--n-iter", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--max-noise", type=int, default=200000, help="most noise images for the copycat")
+    parser.add_argument("--copycat-epochs", type=int, default=3, help="epochs of the noise copycat (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
@@ -118,7 +119,7 @@ def main(argv=None):
         print(rows[-1], flush=True)
         save_grid(gen.samples_, gen.labels_, out / f"{tag}_pseudo_samples_{budget}.png")
         n_noise = min(d.n_queries_, args.max_noise)
-        c, seconds = noise_copycat(module, n_noise, args.seed, max(5, args.epochs // 4))
+        c, seconds = noise_copycat(module, n_noise, args.seed, args.copycat_epochs)
         pred = c.predict(X_all)
         rows.append(dict(
             student="noise copycat", budget=budget, queries=n_noise, n_pseudo=n_noise, classes_reached="",
