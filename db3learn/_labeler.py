@@ -17,7 +17,7 @@ from ._search import (
     sign_opt_distances,
 )
 from ._soft_labels import DISTANCE_TO_LOGIT, distances_to_logits, soft_labels
-from ._teachers import _row_keys, _TeacherParamMixin
+from ._teachers import _row_keys, _TeacherParamMixin, encode_labels
 from .exceptions import TeacherAnswerError
 
 __all__ = ["DecisionBoundarySoftLabeler"]
@@ -264,12 +264,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
     def _encode(self, labels):
         """Class index of each label in ``classes_``, -1 for unknown labels."""
-        sorter = np.argsort(self.classes_)
-        pos = np.searchsorted(self.classes_, labels, sorter=sorter)
-        pos = np.clip(pos, 0, len(sorter) - 1)
-        codes = sorter[pos]
-        codes[self.classes_[codes] != labels] = -1
-        return codes
+        return encode_labels(self.classes_, labels)
 
     def _check_known(self, labels, codes):
         if (codes < 0).any():

@@ -345,6 +345,14 @@ def _record_snapshots(snap, snapshots, rows, spent_before, spent_after, g_before
         snap[rows[crossed], k] = np.where(spent_after[crossed] == s, g_after[crossed], g_before[crossed])
 
 
+def _fill_snapshots(snap, g):
+    """Snapshots a pair never reached hold its final distance (reached within fewer queries)."""
+    if snap is not None:
+        fill = np.isnan(snap)
+        snap[fill] = np.broadcast_to(g[:, None], snap.shape)[fill]
+    return snap
+
+
 def _chunks(n, size):
     for start in range(0, n, max(1, size)):
         yield slice(start, min(n, start + max(1, size)))
@@ -533,10 +541,7 @@ def sign_opt_distances(
             _record_snapshots(snap, snapshots, active, before, spent[active], g_before, g_hi[active])
         if progress is not None:
             progress(None)
-    if snap is not None:
-        fill = np.isnan(snap)
-        snap[fill] = np.broadcast_to(g_hi[:, None], snap.shape)[fill]
-    return g_hi, theta, spent, snap
+    return g_hi, theta, spent, _fill_snapshots(snap, g_hi)
 
 
 
@@ -685,7 +690,4 @@ def hopskipjump_distances(
             _record_snapshots(snap, snapshots, active, before, spent[active], g_before, g_hi[active])
         if progress is not None:
             progress(None)
-    if snap is not None:
-        fill = np.isnan(snap)
-        snap[fill] = np.broadcast_to(g_hi[:, None], snap.shape)[fill]
-    return g_hi, theta, spent, snap
+    return g_hi, theta, spent, _fill_snapshots(snap, g_hi)

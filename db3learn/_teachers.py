@@ -22,6 +22,16 @@ def _plural(n, word):
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def encode_labels(classes, labels):
+    """Index of each label in ``classes`` (any order, any dtype), -1 for labels not in it."""
+    classes = np.asarray(classes)
+    sorter = np.argsort(classes)
+    pos = np.clip(np.searchsorted(classes, labels, sorter=sorter), 0, len(sorter) - 1)
+    codes = sorter[pos]
+    codes[classes[codes] != labels] = -1
+    return codes
+
+
 def _row_keys(X):
     """128-bit digests of each row's bytes (dtype and row shape included)."""
     X = np.ascontiguousarray(X)

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ._search import _bisect, _chunks, keyed_unit_vectors, success
-from ._teachers import _TeacherParamMixin
+from ._teachers import _TeacherParamMixin, encode_labels
 from .exceptions import DB3Error
 
 __all__ = ["ZeroShotTransferSet", "ClassCoverageWarning"]
@@ -404,7 +404,8 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
         def ask_pairs(idx, t):
             p = pairs[idx]
-            return success(self._code_of(ask(origin[p] + (t * t_max[p])[:, None] * theta[p])), np.full(len(idx), -1), y[sample[p]])
+            codes = encode_labels(self._label_values, ask(origin[p] + (t * t_max[p])[:, None] * theta[p]))
+            return success(codes, np.full(len(idx), -1), y[sample[p]])
 
         steps = max(1, math.ceil(math.log2(1.0 / self.tol)))
         _bisect(ask_pairs, lo, hi, steps, tol=self.tol, group=sample[pairs], n_groups=n, scale=length)
@@ -416,11 +417,6 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         direction[sample[best]] = theta[best]
         crossing_points = origin[best] + (hi[order[first]] * t_max[best])[:, None] * theta[best]
         return direction, crossing_points
-
-    def _code_of(self, answers):
-        codes = np.searchsorted(self._label_values, answers)
-        codes = np.clip(codes, 0, len(self._label_values) - 1)
-        return np.where(self._label_values[codes] == answers, codes, -1)
 
     def fit_resample(self, X=None, y=None):
         """Generate the pseudo samples and return them with the teacher's labels.
