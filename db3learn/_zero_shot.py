@@ -381,42 +381,59 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         return codes
 
     def _nearest_boundary(self, ask, X, y, low, high, counter):
-        """Untargeted BD along random directions: unit direction to the nearest boundary, and crossing points."""
+        """Untargeted BD along random directions: unit direction to the nearest boundary, and crossing points.
+
+        Each direction is followed along the clipped path ``clip(x + t L theta)``,
+        ``t`` in [0, 1], with ``L`` the box's diagonal, so that it stays inside
+        the box even from a sample with saturated features; the distance of a
+        point on it is its real distance to ``x``.
+        """
         n, n_features = X.shape
         k = self.n_directions
         theta = keyed_unit_vectors(np.arange(n, dtype=np.uint64), counter, k, n_features, np.float64).reshape(n * k, n_features)
+        theta *= float(np.linalg.norm(high - low))
         sample = np.repeat(np.arange(n), k)
         origin = X[sample]
-        # the farthest point inside the box along each direction
-        with np.errstate(divide="ignore", invalid="ignore"):
-            to_high = np.where(theta > 0, (high - origin) / theta, np.inf)
-            to_low = np.where(theta < 0, (low - origin) / theta, np.inf)
-        t_max = np.minimum(to_high, to_low).min(axis=1)
-        ends = origin + t_max[:, None] * theta
+
+        def path(p, t):
+            return np.clip(origin[p] + t[:, None] * theta[p], low, high)
+
         own_labels = self._label_values[y]
-        crosses = np.concatenate([ask(ends[sl]) != own_labels[sample[sl]] for sl in _chunks(len(ends), 16384)])
-        pairs = np.flatnonzero(crosses & (t_max > 0))
+        ends = np.arange(len(sample))
+        crosses = np.concatenate(
+            [ask(path(ends[sl], np.ones(len(ends[sl])))) != own_labels[sample[sl]] for sl in _chunks(len(ends), 16384)]
+        )
+        pairs = np.flatnonzero(crosses)
         direction = np.zeros_like(X)
         if len(pairs) == 0:
             return direction, None
         lo, hi = np.zeros(len(pairs)), np.ones(len(pairs))
-        length = t_max[pairs]
+        group = sample[pairs]
+
+        def distance(idx, t):
+            return np.linalg.norm(path(pairs[idx], t) - origin[pairs[idx]], axis=1)
 
         def ask_pairs(idx, t):
-            p = pairs[idx]
-            codes = encode_labels(self._label_values, ask(origin[p] + (t * t_max[p])[:, None] * theta[p]))
-            return success(codes, np.full(len(idx), -1), y[sample[p]])
+            codes = encode_labels(self._label_values, ask(path(pairs[idx], t)))
+            return success(codes, np.full(len(idx), -1), y[sample[pairs[idx]]])
+
+        def select(idx):  # a direction whose bracket starts beyond the best found cannot win
+            best = np.full(n, np.inf)
+            every = np.arange(len(pairs))
+            np.minimum.at(best, group, distance(every, hi))
+            return idx[distance(idx, lo[idx]) < best[group[idx]]]
 
         steps = max(1, math.ceil(math.log2(1.0 / self.tol)))
-        _bisect(ask_pairs, lo, hi, steps, tol=self.tol, group=sample[pairs], n_groups=n, scale=length)
-        dist = hi * length
-        order = np.lexsort((dist, sample[pairs]))
+        _bisect(ask_pairs, lo, hi, steps, tol=self.tol, select=select)
+        found = path(pairs, hi)
+        dist = np.linalg.norm(found - origin[pairs], axis=1)
+        order = np.lexsort((dist, group))
         first = np.ones(len(order), dtype=bool)
-        first[1:] = sample[pairs][order][1:] != sample[pairs][order][:-1]
-        best = pairs[order[first]]
-        direction[sample[best]] = theta[best]
-        crossing_points = origin[best] + (hi[order[first]] * t_max[best])[:, None] * theta[best]
-        return direction, crossing_points
+        first[1:] = group[order][1:] != group[order][:-1]
+        best = order[first]
+        step = found[best] - origin[pairs[best]]
+        direction[group[best]] = step / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
+        return direction, found[best]
 
     def fit_resample(self, X=None, y=None):
         """Generate the pseudo samples and return them with the teacher's labels.
