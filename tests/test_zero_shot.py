@@ -163,3 +163,17 @@ def test_breast_cancer_per_feature_range():
     Xp, yp = gen.fit_resample()
     assert np.bincount(yp).tolist() == [10, 10]
     assert np.all(Xp <= X.max(axis=0).astype(np.float32) + 1e-3)
+
+
+def test_smooth_noise_for_images():
+    from db3learn._zero_shot import _smooth_noise
+
+    X = _smooth_noise(np.random.RandomState(0), 300, (1, 28, 28))
+    assert X.shape == (300, 784) and X.min() >= 0 and X.max() <= 1
+    assert (X == 0).mean() > 0.2  # thresholded: dark backgrounds, as digits have
+    images = X.reshape(300, 28, 28)
+    # smooth: neighbouring pixels are far closer than independent uniform ones (mean gap 1/3)
+    assert np.abs(np.diff(images, axis=2)).mean() < 0.1
+    gen = ZeroShotTransferSet(noise="paper", input_shape=(1, 28, 28))
+    paper = gen._noise(np.random.RandomState(0), 100, 784)
+    assert np.abs(np.diff(paper.reshape(100, 28, 28), axis=2)).mean() > 0.1
