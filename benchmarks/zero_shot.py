@@ -10,7 +10,7 @@ pseudo samples per class.
 
     python benchmarks/zero_shot.py                    # budgets 1M, 5M and 20M queries
     python benchmarks/zero_shot.py --quick            # 200k
-    python benchmarks/zero_shot.py --budgets 1000000  # any budgets
+    python benchmarks/zero_shot.py --budgets 1000000  # any budgets (--tag names the output files)
 """
 
 import argparse
@@ -93,11 +93,12 @@ def main(argv=None):
     parser.add_argument("--copycat-epochs", type=int, default=3, help="epochs of the noise copycat (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--tag", default=None, help="name of the output files (default: zero_shot[_quick])")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budgets = args.budgets or ([200000] if args.quick else [1000000, 5000000, 20000000])
-    tag = "zero_shot_quick" if args.quick else "zero_shot"
+    tag = args.tag or ("zero_shot_quick" if args.quick else "zero_shot")
 
     X_train, y_train, _, _, _ = mnist_split()
     module = lenet5_teacher(X_train, y_train)
