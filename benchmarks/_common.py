@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmarks: the MNIST split, the LeNet-5 teacher, timing teachers."""
+"""Shared pieces of the benchmarks: the MNIST split, the LeNet-5 teacher, timing teachers, CSV output."""
 
+import csv
 import time
 
 import numpy as np
@@ -47,3 +48,11 @@ class TimedTeacher(TimedMixin, Teacher):
 def gap_closed(value, copycat, ceiling):
     """Share of the copycat-to-ceiling gap that ``value`` closes."""
     return (value - copycat) / (ceiling - copycat) if ceiling != copycat else np.nan
+
+
+def write_csv(path, rows):
+    """Write a list of dicts (all with the same keys) as a CSV file with a header."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)

@@ -13,7 +13,6 @@ set through max_iter / max_eval / init_eval, and the queries it actually spent a
 """
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._common import write_csv  # noqa: E402
 from db3learn import DecisionBoundarySoftLabeler, Teacher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -141,10 +141,7 @@ def main(argv=None):
     D, per_pair, s = run_ours(lr, refs, samples, dict(method="mbd"))
     add("db3learn mbd", 20000, pick(D), per_pair, s, "paper defaults: BD (10 directions) + 20,000 per pair")
 
-    with open(out / f"{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"{tag}.csv", rows)
     print(f"\n{'method':<18}{'budget':>8}{'queries':>9}{'median':>8}{'p90':>7}{'min':>7}{'max':>7}{'time s':>8}")
     for r in rows:
         print(f"{r['method']:<18}{str(r['budget_per_pair']):>8}{r['queries_per_pair']:>9.0f}{r['median_ratio']:>8.3f}"

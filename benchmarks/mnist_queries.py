@@ -12,7 +12,6 @@ copycat-to-white-box gap each closes.
 """
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import TimedTorchTeacher, gap_closed, lenet5_teacher, mnist_split  # noqa: E402
+from benchmarks._common import TimedTorchTeacher, gap_closed, lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent  # noqa: E402
 from db3learn.models import LeNet5  # noqa: E402
 
@@ -126,16 +125,9 @@ def main(argv=None):
             record(name, mapping, T if T is not None else f"auto ({d.temperature_:.2f})", params.get("max_queries_per_sample", ""),
                    float(queries.mean()) + 1, seed, d.predict, seconds)
 
-    fields = list(records[0])
-    with open(out / f"{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(records)
+    write_csv(out / f"{tag}.csv", records)
     summary = summarise(records)
-    with open(out / f"{tag}_summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]))
-        w.writeheader()
-        w.writerows(summary)
+    write_csv(out / f"{tag}_summary.csv", summary)
     print_table(summary)
     plot(summary, out / f"{tag}.png")
 

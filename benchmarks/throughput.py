@@ -11,7 +11,6 @@ scikit-learn RBF SVC on the 8x8 digits.
 """
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import TimedTeacher, TimedTorchTeacher, lenet5_teacher, mnist_split  # noqa: E402
+from benchmarks._common import TimedTeacher, TimedTorchTeacher, lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DecisionBoundarySoftLabeler, Teacher, TorchTeacher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -73,10 +72,7 @@ def main(argv=None):
     rows.append(measure("SVC (scikit-learn)", TimedTeacher(svc), Teacher(svc, cache=False), X[:1000], X[1000 : 1000 + m],
                         rng.random((65536, 64))))
 
-    with open(out / f"{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"{tag}.csv", rows)
     print(f"\n{'teacher':<22}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}")
     for r in rows:
         print(f"{r['teacher']:<22}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"

@@ -14,7 +14,6 @@ pseudo samples per class.
 """
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import lenet5_teacher, mnist_split  # noqa: E402
+from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, TorchTeacher, ZeroShotTransferSet  # noqa: E402
 from db3learn.datasets import load_mnist  # noqa: E402
 from db3learn.models import LeNet5  # noqa: E402
@@ -128,10 +127,7 @@ def main(argv=None):
         ))
         print(rows[-1], flush=True)
 
-    with open(out / f"{tag}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"{tag}.csv", rows)
     print(f"\n{'student':<18}{'budget':>11}{'queries':>11}{'samples':>9}{'accuracy':>10}{'fidelity':>10}{'time s':>8}")
     for r in rows:
         print(f"{r['student']:<18}{r['budget']:>11,}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}")

@@ -79,8 +79,8 @@ def test_bd_on_a_binary_linear_teacher_is_close_to_the_exact_distance():
     assert np.quantile(ratio, 0.9) < 1.15
 
 
-def _exact_targeted_distance(x, W, c, j):
-    """min ||z - x|| s.t. class j has the largest score (W z + c), a small QP."""
+def _exact_targeted_distance(x, W, c, j, bounds=None, ftol=1e-14):
+    """min ||z - x|| s.t. class j has the largest score (W z + c), optionally inside ``bounds``: a small QP."""
     others = [k for k in range(len(W)) if k != j]
     A = np.array([W[j] - W[k] for k in others])
     bvec = np.array([c[j] - c[k] for k in others])
@@ -88,9 +88,10 @@ def _exact_targeted_distance(x, W, c, j):
         lambda z: 0.5 * np.sum((z - x) ** 2),
         x,
         jac=lambda z: z - x,
+        bounds=bounds,
         constraints=[{"type": "ineq", "fun": lambda z: A @ z + bvec, "jac": lambda z: A}],
         method="SLSQP",
-        options={"ftol": 1e-14, "maxiter": 500},
+        options={"ftol": ftol, "maxiter": 500},
     )
     assert res.success
     return np.linalg.norm(res.x - x)
@@ -159,21 +160,7 @@ def linear_digits():
 
 
 def _exact_in_box(lr, x, j):
-    W, c = lr.coef_, lr.intercept_
-    others = [k for k in range(len(W)) if k != j]
-    A = np.array([W[j] - W[k] for k in others])
-    b = np.array([c[j] - c[k] for k in others])
-    res = minimize(
-        lambda z: 0.5 * np.sum((z - x) ** 2),
-        x,
-        jac=lambda z: z - x,
-        bounds=[(0.0, 1.0)] * len(x),
-        constraints=[{"type": "ineq", "fun": lambda z: A @ z + b, "jac": lambda z: A}],
-        method="SLSQP",
-        options={"ftol": 1e-12, "maxiter": 500},
-    )
-    assert res.success
-    return np.linalg.norm(res.x - x)
+    return _exact_targeted_distance(x, lr.coef_, lr.intercept_, j, bounds=[(0.0, 1.0)] * len(x), ftol=1e-12)
 
 
 @pytest.mark.parametrize(
