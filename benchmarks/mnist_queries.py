@@ -28,8 +28,17 @@ from db3learn.models import LeNet5  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def configs(quick):
+def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0)):
     """(name, labeler parameters, temperature) of each DB3KD row."""
+    if study == "temperature":  # the defaults beside BD -d at each temperature
+        return [("default", dict(), None)] + [("bd", dict(method="bd"), float(T)) for T in temperatures]
+    if study == "method":  # the defaults beside other searches within 1,000 queries per sample, all at the automatic T
+        return [
+            ("default", dict(), None),
+            ("bd-20", dict(method="bd", n_directions=20), None),
+            ("hsj", dict(method="hsj", n_directions=3, max_queries_per_sample=1000), None),
+            ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=1000), None),
+        ]
     rows = [
         ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None
         ("sd", dict(method="sd"), 2.0),
@@ -69,11 +78,16 @@ def main(argv=None):
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
+    parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
+    parser.add_argument("--study", choices=["temperature", "method"], default=None,
+                        help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
+                             "or beside other searches within 1,000 queries per sample at the automatic temperature")
+    parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = [0] if args.quick else [0, 1, 2]
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
     n_transfer = 200 if args.quick else 1000
     epochs = 40
     tag = args.tag or ("mnist_queries_quick" if args.quick else "mnist_queries")
@@ -108,10 +122,11 @@ def main(argv=None):
 
     teacher = TimedTorchTeacher(module)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
-    for name, params, T in configs(args.quick):
+    for name, params, T in configs(args.quick, args.study, args.temperatures):
         if args.only is not None and name not in args.only:
             continue
-        setting = tuple(sorted((k, v) for k, v in params.items() if k not in ("distance_to_logit", "temperature")))
+        # the defaults are BD: they share BD's search (and its cached answers)
+        setting = tuple(sorted((k, v) for k, v in {"method": "bd", **params}.items() if k not in ("distance_to_logit", "temperature")))
         if setting not in searched:
             lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
             start = time.perf_counter()

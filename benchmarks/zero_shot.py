@@ -4,13 +4,14 @@ The LeNet-5 teacher of benchmark a (trained on 4,000 real digits) is the only so
 information: ZeroShotTransferSet generates pseudo samples from its answers, their soft labels
 come from BD against the pseudo samples of the other classes, and a LeNet-5-half student
 learns them. The student is scored on all 5,000 real digits (accuracy and fidelity), beside
-a copycat student trained on uniform-noise images labelled by the teacher (as many as the
-zero-shot run's queries, up to --max-noise images held in memory). Also saves a picture of
-pseudo samples per class.
+a copycat student trained on uniform-noise images labelled by the teacher: as many images as
+the zero-shot run spent queries, drawn and labelled a chunk at a time and seen once each.
+Also saves a picture of pseudo samples per class.
 
     python benchmarks/zero_shot.py                    # budgets 1M, 5M and 20M queries
     python benchmarks/zero_shot.py --quick            # 200k
     python benchmarks/zero_shot.py --budgets 1000000  # any budgets (--tag names the output files)
+    python benchmarks/zero_shot.py --copycat-only 1000000 --tag copycat  # only noise copycats
 """
 
 import argparse
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skorch import NeuralNetClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,13 +52,39 @@ def zero_shot(module, budget, seed, per_class, n_iter, epochs):
     return d, time.perf_counter() - start
 
 
-def noise_copycat(module, n_images, seed, epochs):
-    rng = np.random.default_rng(seed)
-    X = rng.random((n_images, 784), dtype=np.float32)
-    d = DB3Distiller(TorchTeacher(module), kd_weight=0, student=LeNet5, student__width=0.5, max_epochs=epochs, batch_size=256, random_state=seed)
+class LabelledNoise(torch.utils.data.IterableDataset):
+    """``n_images`` uniform-noise images in batches, drawn and labelled by the teacher a chunk at a time.
+
+    Nothing is held beyond one chunk, so the copycat can see as many images as the zero-shot
+    run spent queries (millions), each once, and each one teacher query. Yields whole
+    batches (the DataLoader runs with ``batch_size=None``).
+    """
+
+    def __init__(self, teacher, n_images, seed, batch_size=256, chunk=64):
+        self.teacher, self.n_images, self.seed = teacher, n_images, seed
+        self.batch_size, self.chunk = batch_size, chunk * batch_size
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, self.n_images, self.chunk):
+            X = rng.random((min(self.chunk, self.n_images - start), 784), dtype=np.float32)
+            y = self.teacher.predict(X).astype(np.int64)
+            X, y = torch.from_numpy(X), torch.from_numpy(y)
+            yield from zip(X.split(self.batch_size), y.split(self.batch_size))
+
+
+def noise_copycat(module, n_images, seed):
+    """A LeNet-5-half copycat trained for one pass over ``n_images`` fresh noise images (one query each)."""
+    teacher = TorchTeacher(module, cache=False)
+    net = NeuralNetClassifier(
+        LeNet5, module__width=0.5, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
+        max_epochs=1, train_split=None, classes=list(range(10)), iterator_train__batch_size=None,
+    )
     start = time.perf_counter()
-    d.fit(X)
-    return d, time.perf_counter() - start
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net.fit(LabelledNoise(teacher, n_images, seed), y=None)
+    return net, teacher.n_queries, time.perf_counter() - start
 
 
 def save_grid(samples, labels, path, per_class=8):
@@ -88,8 +116,8 @@ def main(argv=None):
     parser.add_argument("--per-class", type=int, default=200, help="pseudo samples per class (default 200)")
     parser.add_argument("--n-iter", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--max-noise", type=int, default=200000, help="most noise images for the copycat")
-    parser.add_argument("--copycat-epochs", type=int, default=3, help="epochs of the noise copycat (default 3)")
+    parser.add_argument("--copycat-only", type=int, nargs="*", default=None, metavar="QUERIES",
+                        help="train only noise copycats, one per number of queries (images) given")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--tag", default=None, help="name of the output files (default: zero_shot[_quick])")
@@ -106,7 +134,20 @@ def main(argv=None):
         teacher_all = module(torch.from_numpy(X_all)).argmax(1).numpy()
     print(f"teacher accuracy on all 5,000 digits {np.mean(teacher_all == y_all):.4f}", flush=True)
 
+    def copycat_row(budget, n_images):
+        c, queries, seconds = noise_copycat(module, n_images, args.seed)
+        pred = c.predict(X_all)
+        rows.append(dict(
+            student="noise copycat", budget=budget, queries=queries, n_pseudo=n_images, classes_reached="",
+            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
+        ))
+        print(rows[-1], flush=True)
+
     rows = []
+    if args.copycat_only is not None:
+        for n_images in args.copycat_only:
+            copycat_row("", n_images)
+        budgets = []
     for budget in budgets:
         d, seconds = zero_shot(module, budget, args.seed, args.per_class, args.n_iter, args.epochs)
         pred = d.predict(X_all)
@@ -118,19 +159,13 @@ def main(argv=None):
         ))
         print(rows[-1], flush=True)
         save_grid(gen.samples_, gen.labels_, out / f"{tag}_pseudo_samples_{budget}.png")
-        n_noise = min(d.n_queries_, args.max_noise)
-        c, seconds = noise_copycat(module, n_noise, args.seed, args.copycat_epochs)
-        pred = c.predict(X_all)
-        rows.append(dict(
-            student="noise copycat", budget=budget, queries=n_noise, n_pseudo=n_noise, classes_reached="",
-            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
-        ))
-        print(rows[-1], flush=True)
+        copycat_row(budget, d.n_queries_)  # as many noise images as the zero-shot run spent queries
 
     write_csv(out / f"{tag}.csv", rows)
     print(f"\n{'student':<18}{'budget':>11}{'queries':>11}{'samples':>9}{'accuracy':>10}{'fidelity':>10}{'time s':>8}")
     for r in rows:
-        print(f"{r['student']:<18}{r['budget']:>11,}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}")
+        budget = f"{r['budget']:,}" if r["budget"] else ""
+        print(f"{r['student']:<18}{budget:>11}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}")
 
 
 if __name__ == "__main__":
