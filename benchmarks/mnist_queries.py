@@ -59,15 +59,13 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0)):
     return rows
 
 
-def train_white_box(module, X, hard, seed, temperature, epochs):
-    with torch.no_grad():
-        logits = module(torch.from_numpy(X)).numpy()
+def train_white_box(logits, X, hard, seed, temperature, epochs, device="cpu"):
     y = np.column_stack([hard, logits]).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = KDStudent(
             LeNet5, module__width=0.5, temperature=temperature, max_epochs=epochs, batch_size=64, lr=1e-3,
-            optimizer=torch.optim.Adam, classes=list(range(10)),
+            optimizer=torch.optim.Adam, classes=list(range(10)), device=device,
         ).fit(X, y)
     return net
 
@@ -84,6 +82,7 @@ def main(argv=None):
                              "or beside other searches within 1,000 queries per sample at the automatic temperature")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
+    parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,33 +93,39 @@ def main(argv=None):
 
     X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=n_transfer)
     module = lenet5_teacher(X_train, y_train)
-    with torch.no_grad():
+    with torch.no_grad():  # on the CPU, before the teachers below move the module to --device
         teacher_test = module(torch.from_numpy(X_test)).argmax(1).numpy()
-        hard = module(torch.from_numpy(X_transfer)).argmax(1).numpy()
+        logits = module(torch.from_numpy(X_transfer)).numpy()
+    hard = logits.argmax(1)
     print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
 
-    common = dict(student=LeNet5, student__width=0.5, max_epochs=epochs, batch_size=64)
+    common = dict(student=LeNet5, student__width=0.5, max_epochs=epochs, batch_size=64, device=args.device)
     records = []
+    started = time.perf_counter()
 
     def record(name, mapping, temperature, budget, queries, seed, predict, seconds):
+        nonlocal started
+        fit_seconds = time.perf_counter() - started  # since the previous record: the student's training
         pred = predict(X_test)
         row = dict(
             method=name, mapping=mapping, temperature=temperature, budget_per_sample=budget,
             queries_per_sample=queries, seed=seed, accuracy=float(np.mean(pred == y_test)),
-            fidelity=float(np.mean(pred == teacher_test)), label_seconds=seconds,
+            fidelity=float(np.mean(pred == teacher_test)), label_seconds=seconds, fit_seconds=fit_seconds,
+            device=args.device,
         )
         records.append(row)
         print(row, flush=True)
+        started = time.perf_counter()
 
     for seed in seeds:
-        copy = DB3Distiller(TimedTorchTeacher(module), kd_weight=0, random_state=seed, **common).fit(X_transfer)
+        copy = DB3Distiller(TimedTorchTeacher(module, device=args.device), kd_weight=0, random_state=seed, **common).fit(X_transfer)
         record("copycat", "", "", 1, 1.0, seed, copy.predict, 0.0)
     for T in args.white_box_temperatures or ([4.0] if args.quick else [1.0, 2.0, 4.0, 8.0]):
         for seed in seeds:
-            net = train_white_box(module, X_transfer, hard, seed, T, epochs)
+            net = train_white_box(logits, X_transfer, hard, seed, T, epochs, args.device)
             record("white-box KD", "logits", T, 0, 0.0, seed, lambda Z: net.predict(Z), 0.0)
 
-    teacher = TimedTorchTeacher(module)
+    teacher = TimedTorchTeacher(module, device=args.device)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
     for name, params, T in configs(args.quick, args.study, args.temperatures):
         if args.only is not None and name not in args.only:
@@ -132,6 +137,7 @@ def main(argv=None):
             start = time.perf_counter()
             _, q = lab.boundary_distances(X_transfer, return_queries=True)
             searched[setting] = (q, time.perf_counter() - start)
+            started = time.perf_counter()  # fit_seconds counts the students' training, not the search
         queries, seconds = searched[setting]
         mapping = params.get("distance_to_logit", "negative")
         for seed in seeds:
@@ -162,6 +168,7 @@ def summarise(records):
             accuracy=float(np.mean([r["accuracy"] for r in rs])),
             fidelity=float(np.mean([r["fidelity"] for r in rs])),
             n_seeds=len(rs), label_seconds=float(rs[0]["label_seconds"]),
+            fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
         ))
     copy = next(r for r in rows if r["method"] == "copycat")
     ceiling = max((r for r in rows if r["method"] == "white-box KD"), key=lambda r: r["accuracy"])
