@@ -28,10 +28,11 @@ from db3learn.models import LeNet5  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0)):
+def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10):
     """(name, labeler parameters, temperature) of each DB3KD row."""
-    if study == "temperature":  # the defaults beside BD -d at each temperature
-        return [("default", dict(), None)] + [("bd", dict(method="bd"), float(T)) for T in temperatures]
+    if study == "temperature":  # the defaults beside BD -d (with K directions) at each temperature
+        name = "bd" if n_directions == 10 else f"bd-{n_directions}"
+        return [("default", dict(), None)] + [(name, dict(method="bd", n_directions=n_directions), float(T)) for T in temperatures]
     if study == "method":  # the defaults beside other searches within 1,000 queries per sample, all at the automatic T
         return [
             ("default", dict(), None),
@@ -81,6 +82,7 @@ def main(argv=None):
                         help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
                              "or beside other searches within 1,000 queries per sample at the automatic temperature")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
+    parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
     args = parser.parse_args(argv)
@@ -127,11 +129,11 @@ def main(argv=None):
 
     teacher = TimedTorchTeacher(module, device=args.device)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
-    for name, params, T in configs(args.quick, args.study, args.temperatures):
+    for name, params, T in configs(args.quick, args.study, args.temperatures, args.n_directions):
         if args.only is not None and name not in args.only:
             continue
-        # the defaults are BD: they share BD's search (and its cached answers)
-        setting = tuple(sorted((k, v) for k, v in {"method": "bd", **params}.items() if k not in ("distance_to_logit", "temperature")))
+        # the defaults are BD with 10 directions: they share that search (and its cached answers)
+        setting = tuple(sorted((k, v) for k, v in {"method": "bd", "n_directions": 10, **params}.items() if k not in ("distance_to_logit", "temperature")))
         if setting not in searched:
             lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
             start = time.perf_counter()
