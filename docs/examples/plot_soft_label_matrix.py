@@ -31,7 +31,7 @@ print(f"queries so far: {teacher.n_queries:,}")
 # Two temperatures, one search
 # ----------------------------
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-names = [f"digit {label}" for label in y[1500:1510]]
+names = [f"true {label}" for label in y[1500:1510]]  # for the reader; db3learn never sees them
 for ax, T in zip(axes, (0.3, 1.0)):
     labeler.set_params(temperature=T)
     plot_soft_labels(labeler.transform(samples), classes=labeler.classes_, sample_names=names,
@@ -41,6 +41,8 @@ print(f"queries after both temperatures: {teacher.n_queries:,} (nothing new)")
 plt.show()
 
 # %%
-# Each row's largest value is the teacher's class. The other values say which classes the
-# teacher would confuse the sample with: the digits that sit close to another class's region
-# spread their mass, the ones deep inside their own region do not.
+# Each row's largest value is the teacher's class (where it differs from the true digit, the
+# teacher is wrong). The other values say which classes
+# the teacher would confuse the sample with: digits close to another class's region spread
+# their mass, digits deep inside their own region do not. A higher temperature softens every
+# row alike.
