@@ -153,21 +153,16 @@ def plot(rows, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from db3learn.plotting import plot_quality_vs_queries
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        rs = [r for r in rows if r["method"] == method]
-        xs = [max(r["queries_per_pair"], 1) for r in rs]
-        ax.plot(xs, [r["median_ratio"] for r in rs], "o-", label=method)
+    (ax,) = plot_quality_vs_queries(
+        rows, metrics=("median_ratio",), queries="queries_per_pair", references=(),
+        title="Linear teacher (digits): distance quality vs queries",
+    )
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xscale("log")
     ax.set_xlabel("teacher queries per (sample, class) pair")
     ax.set_ylabel("median estimate / exact distance")
-    ax.set_title("Linear teacher (digits): distance quality vs queries")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.figure.savefig(path, dpi=120)
     print(f"wrote {path}")
 
 

@@ -194,28 +194,19 @@ def plot(rows, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from db3learn.plotting import plot_quality_vs_queries
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    copy = next(r for r in rows if r["method"] == "copycat")
-    ceiling = max((r for r in rows if r["method"] == "white-box KD"), key=lambda r: r["accuracy"])
+    def label(r):
+        return f"{r['method'].upper()} {r['mapping']} T={r['temperature']}"
+
+    axes = plot_quality_vs_queries(
+        rows, group_by=("method", "mapping", "temperature"), label=label,
+        title="LeNet-5 -> LeNet-5-half on MNIST: student quality vs teacher queries",
+    )
     for ax, key in zip(axes, ("accuracy", "fidelity")):
-        ax.axhline(copy[key], color="grey", ls="--", label="copycat (hard labels)")
-        ax.axhline(ceiling[key], color="black", ls=":", label=f"white-box KD (T={ceiling['temperature']})")
-        for r in rows:
-            if r["method"] in ("copycat", "white-box KD"):
-                continue
-            label = f"{r['method'].upper()} {r['mapping']} T={r['temperature']}"
-            if r["budget_per_sample"] != "":
-                label += f" <= {r['budget_per_sample']}/sample"
-            ax.scatter(max(r["queries_per_sample"], 1), r[key], label=label)
-        ax.set_xscale("log")
         ax.set_xlabel("teacher queries per transfer sample")
         ax.set_ylabel(f"student {key} on 1,000 held-out digits")
-    axes[1].legend(fontsize=6, loc="lower right")
-    fig.suptitle("LeNet-5 -> LeNet-5-half on MNIST: student quality vs teacher queries")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    axes[0].figure.savefig(path, dpi=120)
     print(f"wrote {path}")
 
 

@@ -91,20 +91,12 @@ def save_grid(samples, labels, path, per_class=8):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from db3learn.plotting import plot_pseudo_samples
 
-    classes = np.unique(labels)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.8))
-    for r, c in enumerate(classes):
-        rows = samples[labels == c][:per_class]
-        for k in range(per_class):
-            ax = axes[r, k]
-            ax.axis("off")
-            if k < len(rows):
-                ax.imshow(rows[k].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_title(str(c), fontsize=7, loc="left")
-    fig.suptitle("ZeroShotTransferSet: pseudo samples of a LeNet-5 MNIST teacher, one row per teacher label", fontsize=8)
-    fig.tight_layout()
+    fig = plot_pseudo_samples(
+        samples, labels, image_shape=(28, 28), n_per_class=per_class,
+        title="ZeroShotTransferSet: pseudo samples of a LeNet-5 MNIST teacher, one row per teacher label",
+    )
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

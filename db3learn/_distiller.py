@@ -95,7 +95,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         The teacher's labels, of any dtype.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         When ``X`` had string column names.
     student_ : KDStudent
         The fitted skorch student (it predicts class indices into

@@ -121,10 +121,10 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         gave the references in :meth:`fit`. Columns of the outputs follow it.
     n_features_in_ : int
         Number of features seen in :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in :meth:`fit`, when ``X`` had string
         column names.
-    references_ : ndarray of shape (n_references, n_features_in_)
+    references_ : ndarray of shape (n_references, ``n_features_in_``)
         The reference samples (the ``X`` of :meth:`fit`).
     reference_labels_ : ndarray of int of shape (n_references,)
         The teacher's class index of each reference (into ``classes_``).

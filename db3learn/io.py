@@ -133,7 +133,7 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
             return self.module_(torch.from_numpy(X))
 
     def predict(self, X):
-        """The student's label for each row of ``X`` (array-like of shape (n_samples, n_features_in_))."""
+        """The student's label for each row of ``X`` (array-like of shape ``(n_samples, n_features_in_)``)."""
         return self.classes_[self._logits(X).argmax(dim=1).numpy()]
 
     def predict_proba(self, X):

