@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, TorchTeacher
+from db3learn.io import load_student, save_student
 from db3learn.models import MLP
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -37,13 +38,14 @@ def _copy(module):
 
 def test_torch_teacher_on_cuda_answers_like_the_cpu(torch_teacher, digits):
     X = digits[2]
-    cpu = TorchTeacher(_copy(torch_teacher), device="cpu").predict(X)
+    cpu_teacher = TorchTeacher(_copy(torch_teacher), device="cpu")
+    cpu = cpu_teacher.predict(X)
     gpu_teacher = TorchTeacher(_copy(torch_teacher), device="cuda")
     gpu = gpu_teacher.predict(X)
     assert next(gpu_teacher.model.parameters()).device.type == "cuda"
     assert isinstance(gpu, np.ndarray) and gpu.shape == (len(X),)
     assert np.mean(gpu == cpu) > 0.99  # float rounding may flip a row that sits on a boundary
-    assert gpu_teacher.n_queries_ == len(X)
+    assert gpu_teacher.n_queries == cpu_teacher.n_queries > 0
 
 
 def test_boundary_distances_from_a_cuda_teacher_match_the_cpu(torch_teacher, digits):
@@ -59,7 +61,7 @@ def test_boundary_distances_from_a_cuda_teacher_match_the_cpu(torch_teacher, dig
     assert np.median(np.abs(distances["cpu"][finite] - distances["cuda"][finite])) < 1e-3
 
 
-def test_student_trains_on_cuda_and_predicts_numpy(torch_teacher, digits):
+def test_student_trains_on_cuda_and_predicts_numpy(torch_teacher, digits, tmp_path):
     X, _, X_test, _ = digits
     teacher = TorchTeacher(_copy(torch_teacher), device="cuda")
     student = DB3Distiller(
@@ -70,3 +72,7 @@ def test_student_trains_on_cuda_and_predicts_numpy(torch_teacher, digits):
     assert isinstance(proba, np.ndarray) and proba.shape == (len(X_test), 10)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     assert student.score(X_test) > 0.8  # fidelity to the teacher; chance is 0.1
+    # saved from the GPU, loaded on the CPU: the same answers
+    loaded = load_student(save_student(student, tmp_path / "student"))
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(loaded.predict_proba(X_test), proba, atol=1e-4)
