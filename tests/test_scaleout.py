@@ -60,6 +60,24 @@ class PidModel:
         return self.model.predict(X)
 
 
+def worker_pids(path):
+    """The processes other than this one that answered batches."""
+    return set(path.read_text().split()) - {str(os.getpid())}
+
+
+class PidNet(torch.nn.Module):
+    """A real torch module that notes, in a file, the process that ran each forward pass."""
+
+    def __init__(self, net, path):
+        super().__init__()
+        self.net, self.path = net, str(path)
+
+    def forward(self, x):
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return self.net(x)
+
+
 class FailingModel:
     """A real model that fails on batches holding one given row."""
 
@@ -103,16 +121,17 @@ def test_loky_matches_serial_sklearn_teacher(logreg, transfer, tmp_path, method)
     parallel = run_labeler(PidModel(logreg, pids), references, samples, n_jobs=2, **params)
     assert_same_run(serial, parallel)
     assert serial["queries_per_sample"].max() <= 900
-    workers = set(pids.read_text().split()) - {str(os.getpid())}
-    assert len(workers) == 2  # the batches were answered in two worker processes
+    assert len(worker_pids(pids)) == 2  # the batches were answered in two worker processes
 
 
-def test_loky_matches_serial_torch_teacher(torch_module, transfer):
+def test_loky_matches_serial_torch_teacher(torch_module, transfer, tmp_path):
     references, samples = transfer
     serial = run_labeler(torch_module, references, samples, n_jobs=1, method="hsj", max_queries_per_pair=40)
-    parallel = run_labeler(torch_module, references, samples, n_jobs=2, method="hsj", max_queries_per_pair=40)
+    pids = tmp_path / "pids"
+    parallel = run_labeler(PidNet(torch_module, pids), references, samples, n_jobs=2, method="hsj", max_queries_per_pair=40)
     assert_same_run(serial, parallel)
     assert parallel["n_queries"] > 10_000
+    assert len(worker_pids(pids)) == 2
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +160,7 @@ def test_dask_cluster_matches_serial(logreg, transfer, dask_client):
 
 
 def zero_shot(model, *, n_jobs, max_queries=None):
+    """A small generator's fit; returns it and its teacher."""
     teacher = Teacher(model, batch_size=256)
     gen = ZeroShotTransferSet(
         teacher,
@@ -160,9 +180,10 @@ def zero_shot(model, *, n_jobs, max_queries=None):
 
 
 @pytest.mark.parametrize("max_queries", [None, 3000])
-def test_zero_shot_loky_matches_serial(logreg, max_queries):
+def test_zero_shot_loky_matches_serial(logreg, max_queries, tmp_path):
     serial, t1 = zero_shot(logreg, n_jobs=None, max_queries=max_queries)
-    parallel, t2 = zero_shot(logreg, n_jobs=2, max_queries=max_queries)
+    parallel, t2 = zero_shot(PidModel(logreg, tmp_path / "pids"), n_jobs=2, max_queries=max_queries)
+    assert len(worker_pids(tmp_path / "pids")) == 2
     np.testing.assert_array_equal(serial.samples_, parallel.samples_)
     np.testing.assert_array_equal(serial.labels_, parallel.labels_)
     assert serial.n_queries_ == parallel.n_queries_ == t1.n_queries == t2.n_queries
@@ -171,12 +192,12 @@ def test_zero_shot_loky_matches_serial(logreg, max_queries):
     assert parallel.n_queries_ > 1000
 
 
-def test_teacher_budget_holds_and_resumes_with_n_jobs(logreg, transfer):
+def test_teacher_budget_holds_and_resumes_with_n_jobs(logreg, transfer, tmp_path):
     references, samples = transfer
     full = run_labeler(logreg, references, samples, n_jobs=None)
     runs = []
     for n_jobs in (None, 2):
-        teacher = Teacher(logreg, batch_size=256, max_queries=4000)
+        teacher = Teacher(PidModel(logreg, tmp_path / f"pids{n_jobs}"), batch_size=256, max_queries=4000)
         labeler = DecisionBoundarySoftLabeler(teacher, random_state=0, n_jobs=n_jobs).fit(references)
         with pytest.raises(QueryBudgetExceeded) as info:
             labeler.boundary_distances(samples)
@@ -186,6 +207,7 @@ def test_teacher_budget_holds_and_resumes_with_n_jobs(logreg, transfer):
         np.testing.assert_array_equal(labeler.boundary_distances(samples), full["distances"])
         assert teacher.n_queries == full["n_queries"]
     assert runs[0] == runs[1]
+    assert len(worker_pids(tmp_path / "pids2")) == 2 and not worker_pids(tmp_path / "pidsNone")
 
 
 def test_worker_error_is_raised_as_serially_and_keeps_paid_answers(logreg, digits):
