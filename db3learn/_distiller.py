@@ -115,6 +115,25 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     DecisionBoundarySoftLabeler : the soft labels.
     KDStudent : the student's loss.
 
+    Notes
+    -----
+    **Scale-out.** The distiller has no ``n_jobs`` of its own: the teacher's
+    queries are spread over workers by the soft labeler's and the transfer
+    set's ``n_jobs``, which reach the fit through ``clone``, e.g.
+    ``DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(n_jobs=4),
+    transfer_set=ZeroShotTransferSet(..., n_jobs=4))``; results and queries
+    are those of the serial run. Under ``joblib.parallel_config(backend="dask")``
+    with a ``dask.distributed.Client`` they run on the cluster.
+
+    ``GridSearchCV(n_jobs=...)`` runs its candidates in other processes,
+    where the teacher is a copy: the answers and distances they cache stay
+    there, so each candidate pays for its own queries and the parent's
+    ``n_queries`` does not count them. Warm the cache first (fit once in
+    the parent, then search: the copies start from its cache), search
+    with ``n_jobs=1`` and put the parallelism in the soft labeler, or use
+    a :class:`~db3learn.RemoteTeacher` with ``cache_dir``, whose disk cache
+    every process shares.
+
     References
     ----------
     Z. Wang, "Zero-Shot Knowledge Distillation from a Decision-Based

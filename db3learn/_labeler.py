@@ -16,6 +16,7 @@ from ._search import (
     select_references,
     sign_opt_distances,
 )
+from ._parallel import query_jobs
 from ._soft_labels import DISTANCE_TO_LOGIT, distances_to_logits, soft_labels
 from ._teachers import _row_keys, _TeacherParamMixin, encode_labels
 from .exceptions import TeacherAnswerError
@@ -111,6 +112,38 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         ``"mbd"`` and ``"hsj"``. Those are drawn per (sample, class) from the
         seed and the sample's bytes, so a sample gets the same distances
         whether it is searched alone or in a batch.
+    n_jobs : int or None, default=None
+        Workers that answer the teacher's queries, through joblib. The
+        search itself stays in the calling process (vectorised numpy, each
+        step needing the previous step's answers); what is spread out is
+        the teacher's work. Each teacher call (labelling the references or
+        the samples, one step of a search) first looks up its cache,
+        removes repeated rows and reserves the rows that fit the teacher's
+        ``max_queries``, exactly as serially; the rows left, cut into the
+        teacher's ``batch_size`` batches, are grouped into up to ``n_jobs``
+        chunks of consecutive batches, one per worker. A call of a single
+        batch is answered in the calling process. ``None`` means 1 unless in
+        a :func:`joblib.parallel_config` context; ``-1`` uses every worker
+        of the active backend. The distances, soft labels, queries per
+        sample and the teacher's ``n_queries`` are those of the serial run,
+        whatever ``n_jobs`` and the backend: each model call receives the
+        same batch as serially. ``max_queries_per_sample`` stays per
+        sample, and the teacher's ``max_queries`` is never exceeded (rows
+        are reserved before any chunk is sent). Each worker gets a copy of
+        the teacher's model without its answer cache; a
+        :class:`~db3learn.RemoteTeacher` gives each of the ``k`` chunks
+        ``1/k`` of its ``max_requests_per_second`` and
+        ``max_concurrency``, so ``n_jobs`` does not multiply the request
+        rate. When the teacher raises in a worker, the other chunks finish,
+        every answer received is cached (and written to a remote teacher's
+        ``cache_dir``), and the first error in batch order is raised, the
+        same :class:`~db3learn.exceptions.TeacherError` (or subclass) as
+        serially. To spread the queries over a cluster, run under
+        ``joblib.parallel_config(backend="dask")`` with a
+        ``dask.distributed.Client`` (or Ray's joblib backend); the teacher
+        must then pickle (a fitted scikit-learn model, a torch module, a
+        :class:`~db3learn.RemoteTeacher`, a function importable on the
+        workers).
     verbose : int, default=0
         ``> 0`` shows a progress bar of the search.
 
@@ -177,6 +210,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         "max_queries_per_sample": [Interval(Integral, 1, None, closed="left"), None],
         "max_queries_per_pair": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
@@ -194,6 +228,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         max_queries_per_sample=None,
         max_queries_per_pair=None,
         random_state=None,
+        n_jobs=None,
         verbose=0,
     ):
         self.teacher = teacher
@@ -207,6 +242,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         self.max_queries_per_sample = max_queries_per_sample
         self.max_queries_per_pair = max_queries_per_pair
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -235,7 +271,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         X = validate_data(self, X, dtype=_DTYPES)
         teacher = self._get_teacher()
         q0 = teacher.n_queries
-        labels = teacher.predict(X)
+        with query_jobs(self.n_jobs):
+            labels = teacher.predict(X)
         known = teacher.classes_
         self.classes_ = np.unique(labels) if known is None else np.asarray(known)
         self.reference_labels_ = self._encode(labels)
@@ -347,7 +384,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 D[i] = row
         if missing:
             missing = np.asarray(missing)
-            found, spent, _ = self._search(X[missing], [keys[i] for i in missing], teacher)
+            with query_jobs(self.n_jobs):
+                found, spent, _ = self._search(X[missing], [keys[i] for i in missing], teacher)
             D[missing] = found
             queries[missing] = spent
             memo.update(zip((keys[i] for i in missing), found))
@@ -381,7 +419,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         if self.method not in _REFINING:
             raise ValueError(f"Snapshots exist for method='mbd' or 'hsj', not {self.method!r}.")
         X = validate_data(self, X, dtype=_DTYPES, reset=False)
-        _, _, snap = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
+        with query_jobs(self.n_jobs):
+            _, _, snap = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
         return snap
 
     def _search(self, X, keys, teacher, snapshots=None):

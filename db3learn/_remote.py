@@ -9,6 +9,7 @@ cache (diskcache), so that a killed or failed run resumes without asking any
 row twice.
 """
 
+import copy
 import hashlib
 import ipaddress
 import json
@@ -345,11 +346,32 @@ class _Endpoint:
         state = self.__dict__.copy()
         for name in ("_lock", "_input_lock", "_client", "_limiter", "_input"):
             state.pop(name)
+        if getattr(self, "_fork_input", False):  # a fork keeps the input its parent resolved
+            state["_input"] = self._input
         return state
 
     def __setstate__(self, state):
+        known_input = state.pop("_input", None)
         self.__dict__.update(state)
         self._init_runtime()
+        self._input = known_input
+
+    def fork(self, n_shares):
+        """A copy for one of ``n_shares`` workers: its share of the request rate and concurrency.
+
+        The copy has its own connections, rate limiter and counters (at 0);
+        it keeps the input name and datatype already resolved, so it sends
+        no metadata request of its own.
+        """
+        new = copy.copy(self)
+        new._init_runtime()
+        new._input = self._input
+        new._fork_input = True
+        new.n_requests = new.n_retries = 0
+        if self.max_requests_per_second is not None:
+            new.max_requests_per_second = self.max_requests_per_second / n_shares
+        new.max_concurrency = max(1, self.max_concurrency // n_shares)
+        return new
 
     def close(self):
         with self._lock:
@@ -843,8 +865,26 @@ class RemoteTeacher(Teacher):
     def __exit__(self, *exc):
         self.close()
 
+    # -- answering in joblib workers (n_jobs): a share of the rate each -----------------
+    def _fork(self, n_shares):
+        self.model._resolve_input()  # once here, not once per worker
+        fork = super()._fork(n_shares)
+        fork.model = self.model.fork(n_shares)
+        return fork
+
+    def _fork_state(self):
+        return {"n_requests": self.model.n_requests, "n_retries": self.model.n_retries}
+
+    def _merge_fork_state(self, state):
+        with self.model._lock:
+            self.model.n_requests += state["n_requests"]
+            self.model.n_retries += state["n_retries"]
+
+    def _close_fork(self):
+        self.model.close()
+
     # -- concurrent batches, exact budget -----------------------------------------------
-    def _ask_batches(self, X, batches, keys, codes):
+    def _ask_batches(self, X, batches, keys, codes, n_before=0):
         """Send up to ``max_concurrency`` batches at once; file each answer as it arrives.
 
         Only the batches planned by :meth:`Teacher._ask` (those that fit the
@@ -857,7 +897,7 @@ class RemoteTeacher(Teacher):
             if self.max_concurrency == 1 or len(batches) < 2:
                 for idx in batches:
                     self.n_queries += len(idx)
-                    self._record(idx, self._fetch(X, idx, keys, bar.n), keys, codes)
+                    self._record(idx, self._fetch(X, idx, keys, n_before + bar.n), keys, codes)
                     bar.update(len(idx))
                 return
             todo = iter(batches)
@@ -869,7 +909,7 @@ class RemoteTeacher(Teacher):
                     idx = next(todo, None)
                     if idx is not None:
                         self.n_queries += len(idx)
-                        pending[pool.submit(self._fetch, X, idx, keys, bar.n)] = idx
+                        pending[pool.submit(self._fetch, X, idx, keys, n_before + bar.n)] = idx
 
                 for _ in range(self.max_concurrency):
                     submit()

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 from sklearn.base import clone
 
+from . import _parallel
 from .exceptions import QueryBudgetExceeded, TeacherAnswerError, TeacherError
 
 __all__ = ["Teacher", "TorchTeacher", "as_teacher"]
@@ -245,13 +246,17 @@ class Teacher:
         allowed = self._allowed(n_total)
         asked = to_ask[:allowed]
         batches = [asked[start : start + self.batch_size] for start in range(0, allowed, self.batch_size)]
-        self._ask_batches(X, batches, keys, codes)
+        if not _parallel.answer_in_chunks(self, X, batches, keys, codes):  # n_jobs: see _parallel
+            self._ask_batches(X, batches, keys, codes)
         if allowed < n_total:
             self._raise_budget(n_total - allowed, n_total)
 
-    def _ask_batches(self, X, batches, keys, codes):
-        """Ask each batch of row indices in turn (subclasses may ask several at once)."""
-        n_asked = 0
+    def _ask_batches(self, X, batches, keys, codes, n_before=0):
+        """Ask each batch of row indices in turn (subclasses may ask several at once).
+
+        ``n_before``: rows of the same call asked before these (for messages).
+        """
+        n_asked = n_before
         for idx in batches:
             self.n_queries += len(idx)
             answer = self._fetch(X, idx, keys, n_asked)
@@ -303,6 +308,38 @@ class Teacher:
         codes[idx] = new
         if keys is not None:
             self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+
+    def _file(self, idx, answer, keys, codes):
+        """File an answer received from a worker, as :meth:`_fetch` and :meth:`_record` would."""
+        if answer.dtype == object:  # python scalars from the worker's label table
+            answer = np.asarray(answer.tolist())
+        if keys is not None and self._store is not None:
+            self._store.set_many([keys[i] for i in idx], answer)
+        self._record(idx, answer, keys, codes)
+
+    # -- copies that answer in joblib workers (see _parallel) -----------------
+    def _fork(self, n_shares):
+        """A copy that answers batches in a worker: no cache, no budget, no store, counters at 0.
+
+        ``n_shares``: how many such copies work at once (remote teachers
+        split their request rate and concurrency between them).
+        """
+        fork = copy.copy(self)
+        fork.max_queries = None  # the caller reserved the rows within its budget
+        fork.n_queries = fork.n_cache_hits = 0
+        fork._answers, fork._labels, fork._codes, fork._memo = {}, [], {}, {}
+        fork._store = None  # the caller writes the answers to its store
+        return fork
+
+    def _fork_state(self):
+        """What a fork learnt while answering, beyond the answers (see :meth:`_merge_fork_state`)."""
+        return {}
+
+    def _merge_fork_state(self, state):
+        """Take over what a fork learnt while answering."""
+
+    def _close_fork(self):
+        """Release what a fork opened in its worker."""
 
     @staticmethod
     def _check_answer(answer, n):
@@ -426,6 +463,13 @@ class TorchTeacher(Teacher):
 
     def _model_classes(self):
         return None if self._n_outputs is None else np.arange(self._n_outputs)
+
+    def _fork_state(self):
+        return {"n_outputs": self._n_outputs}
+
+    def _merge_fork_state(self, state):
+        if state["n_outputs"] is not None:
+            self._n_outputs = state["n_outputs"]
 
 
 def as_teacher(model):

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ._parallel import query_jobs
 from ._search import _bisect, _chunks, keyed_unit_vectors, success
 from ._teachers import _TeacherParamMixin, encode_labels
 from .exceptions import DB3Error
@@ -104,6 +105,20 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         tabular inputs. ``None``: the range of ``X`` in :meth:`fit` (global
         minimum and maximum), else (0, 1).
     random_state : int, RandomState instance or None, default=None
+    n_jobs : int or None, default=None
+        Workers that answer the teacher's queries, through joblib, as in
+        :class:`~db3learn.DecisionBoundarySoftLabeler`: the generator runs in
+        the calling process, and each teacher call (a batch of noise, one
+        step of the boundary searches, the moved samples) has its uncached
+        rows, cut into the teacher's ``batch_size`` batches, answered in up
+        to ``n_jobs`` chunks of consecutive batches. ``None`` means 1 unless
+        in a :func:`joblib.parallel_config` context; ``-1`` uses every worker
+        of the active backend (``backend="dask"`` with a
+        ``dask.distributed.Client`` spreads them over a cluster). The pseudo
+        samples, their labels and ``n_queries_`` are those of the serial run.
+        ``max_queries`` is checked before each teacher call, as serially, so
+        it holds exactly; a teacher error in a worker is raised as serially,
+        after the answers of the other chunks are cached.
     verbose : int, default=0
         ``> 0`` shows a progress bar.
 
@@ -159,6 +174,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         "input_shape": [tuple, list, None],
         "feature_range": [tuple, list, None],
         "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
@@ -178,6 +194,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         input_shape=None,
         feature_range=None,
         random_state=None,
+        n_jobs=None,
         verbose=0,
     ):
         self.teacher = teacher
@@ -193,6 +210,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         self.input_shape = input_shape
         self.feature_range = feature_range
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # -- shape and range -----------------------------------------------------------
@@ -280,7 +298,10 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
         # the search runs in the unit box, so that every feature counts alike whatever its units
         zeros, ones = np.zeros(n_features), np.ones(n_features)
-        with tqdm(total=self.n_iter + 1, desc="zero-shot transfer set", unit="round", disable=not self.verbose, leave=False) as bar:
+        with (
+            query_jobs(self.n_jobs),
+            tqdm(total=self.n_iter + 1, desc="zero-shot transfer set", unit="round", disable=not self.verbose, leave=False) as bar,
+        ):
             samples, labels = self._seed(ask, rng, n_features)
             bar.update()
             samples, labels = self._move_away(ask, rng, samples, labels, zeros, ones, bar)

@@ -43,6 +43,10 @@ class QueryBudgetExceeded(DB3Error, RuntimeError):
         self.n_queries = n_queries
         self.n_requested = n_requested
 
+    def __reduce__(self):  # keyword-only arguments: pickle them, so the error crosses processes
+        kwargs = {"max_queries": self.max_queries, "n_queries": self.n_queries, "n_requested": self.n_requested}
+        return _rebuild, (type(self), self.args, kwargs)
+
 
 class TeacherError(DB3Error, RuntimeError):
     """The teacher's own ``predict`` raised; the original is the ``__cause__``."""
@@ -72,3 +76,10 @@ class UntrustedModelError(DB3Error, ValueError):
     def __init__(self, message, *, untrusted_types):
         super().__init__(message)
         self.untrusted_types = list(untrusted_types)
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, {"untrusted_types": self.untrusted_types})
+
+
+def _rebuild(cls, args, kwargs):
+    return cls(*args, **kwargs)
