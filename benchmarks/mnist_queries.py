@@ -28,8 +28,10 @@ from db3learn.models import LeNet5  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10):
-    """(name, labeler parameters, temperature) of each DB3KD row."""
+def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd_weights=(3.0, 10.0)):
+    """(name, labeler parameters, temperature) of each DB3KD row; a fourth item, if any, is DB3Distiller parameters."""
+    if study == "kd":  # the defaults beside other weights of the KD term (the labeler's defaults, the automatic T)
+        return [("default", dict(), None)] + [(f"kd_weight={w:g}", dict(), None, dict(kd_weight=float(w))) for w in kd_weights]
     if study == "temperature":  # the defaults beside BD -d (with K directions) at each temperature
         name = "bd" if n_directions == 10 else f"bd-{n_directions}"
         return [("default", dict(), None)] + [(name, dict(method="bd", n_directions=n_directions), float(T)) for T in temperatures]
@@ -78,10 +80,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
     parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
-    parser.add_argument("--study", choices=["temperature", "method"], default=None,
+    parser.add_argument("--study", choices=["temperature", "method", "kd"], default=None,
                         help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
                              "or beside other searches within 1,000 queries per sample at the automatic temperature")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
+    parser.add_argument("--kd-weights", type=float, nargs="*", default=[3.0, 10.0], help="for --study kd")
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
@@ -129,7 +132,8 @@ def main(argv=None):
 
     teacher = TimedTorchTeacher(module, device=args.device)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
-    for name, params, T in configs(args.quick, args.study, args.temperatures, args.n_directions):
+    for name, params, T, *extra in configs(args.quick, args.study, args.temperatures, args.n_directions, args.kd_weights):
+        distiller_params = extra[0] if extra else {}
         if args.only is not None and name not in args.only:
             continue
         # the defaults are BD with 10 directions: they share that search (and its cached answers)
@@ -143,7 +147,8 @@ def main(argv=None):
         queries, seconds = searched[setting]
         mapping = params.get("distance_to_logit", "negative")
         for seed in seeds:
-            d = DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params), temperature=T, random_state=seed, **common)
+            d = DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params), temperature=T, random_state=seed,
+                             **common, **distiller_params)
             d.fit(X_transfer)
             record(name, mapping, T if T is not None else f"auto ({d.temperature_:.2f})", params.get("max_queries_per_sample", ""),
                    float(queries.mean()) + 1, seed, d.predict, seconds)
