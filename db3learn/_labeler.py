@@ -4,7 +4,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
@@ -108,10 +107,12 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         (sample, class) pair, after BD. ``None``: 20,000 for ``"mbd"`` (the
         paper's), 1,000 for ``"hsj"``.
     random_state : int, RandomState instance or None, default=None
-        Seeds ``reference_selection="random"`` and the random directions of
-        ``"mbd"`` and ``"hsj"``. Those are drawn per (sample, class) from the
-        seed and the sample's bytes, so a sample gets the same distances
-        whether it is searched alone or in a batch.
+        Seeds the references of ``reference_selection="random"`` and the
+        random directions of ``"mbd"`` and ``"hsj"``. Both are drawn per
+        (sample, class) from the seed and the sample's bytes, not from a
+        shared stream, so a sample gets the same references and distances
+        whether it is searched alone or in a batch. ``None`` and a
+        ``RandomState`` instance act as the seed 0.
     n_jobs : int or None, default=None
         Workers that answer the teacher's queries, through joblib. The
         search itself stays in the calling process (vectorised numpy, each
@@ -438,7 +439,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             n_classes,
             n_directions=1 if sd_nearest else self.n_directions,
             selection=self.reference_selection,
-            rng=check_random_state(self.random_state),
+            rng=None,
+            keys=self._sample_keys(keys),
         )
         if self.method == "sd":
             return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None
@@ -467,6 +469,13 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             bar.total = None
             return self._refine(query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress)
 
+    def _sample_keys(self, keys):
+        """A uint64 per sample from the seed and the sample's bytes: its random draws depend on nothing else."""
+        seed = 0 if self.random_state is None or not isinstance(self.random_state, Integral) else int(self.random_state)
+        row_key = np.array([int.from_bytes(k[:8], "little") for k in keys], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            return row_key ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+
     def _refine(self, query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress):
         """MBD or HSJ from BD's best direction of each (sample, class)."""
         pair_sample, pair_reference, _ = pairs
@@ -475,10 +484,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         seg = self.references_[pair_reference[best]] - X[pair_sample[best]]
         length = np.linalg.norm(seg, axis=1)
         theta = (seg / length[:, None]).astype(X.dtype)
-        seed = 0 if self.random_state is None or not isinstance(self.random_state, Integral) else int(self.random_state)
-        row_key = np.array([int.from_bytes(k[:8], "little") for k in keys], dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            pair_key = row_key[rows] ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (cls.astype(np.uint64) << np.uint64(48))
+        pair_key = self._sample_keys(keys)[rows] ^ (cls.astype(np.uint64) << np.uint64(48))
         kernel = sign_opt_distances if self.method == "mbd" else hopskipjump_distances
         per_pair = self.max_queries_per_pair
         if per_pair is None:

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-def select_references(X, y, references, reference_codes, n_classes, *, n_directions, selection, rng):
+def select_references(X, y, references, reference_codes, n_classes, *, n_directions, selection, rng, keys=None):
     """Pick, for each sample and each other class, the references to search toward.
 
     Parameters
@@ -51,8 +51,13 @@ def select_references(X, y, references, reference_codes, n_classes, *, n_directi
         ``"nearest"``: the ``K`` references of the class nearest to the sample
         (Euclidean); ``"random"``: ``K`` references drawn uniformly without
         replacement for each sample, as in the paper.
-    rng : numpy.random.Generator
-        Source of randomness for ``"random"``.
+    rng : numpy.random.Generator, RandomState or None
+        Source of randomness for ``"random"`` when ``keys`` is None.
+    keys : ndarray of uint64 of shape (n_samples,) or None, default=None
+        For ``"random"``: a key per sample (from the seed and the sample's
+        bytes). The draws are then a fixed function of (key, class), so a
+        sample gets the same references whichever other samples share the
+        call.
 
     Returns
     -------
@@ -71,7 +76,13 @@ def select_references(X, y, references, reference_codes, n_classes, *, n_directi
             nn = NearestNeighbors(n_neighbors=k).fit(references[ref_idx])
             chosen = ref_idx[nn.kneighbors(X[rows], return_distance=False)]
         else:
-            order = np.argsort(rng.random((len(rows), len(ref_idx))), axis=1)[:, :k]
+            if keys is None:
+                draws = rng.random((len(rows), len(ref_idx)))
+            else:
+                with np.errstate(over="ignore"):
+                    base = _splitmix64(np.asarray(keys, dtype=np.uint64)[rows] ^ _splitmix64(np.full(1, j, dtype=np.uint64)))
+                    draws = _splitmix64(base[:, None] + np.arange(len(ref_idx), dtype=np.uint64)[None, :] * _GOLDEN)
+            order = np.argsort(draws, axis=1, kind="stable")[:, :k]
             chosen = ref_idx[order]
         samples.append(np.repeat(rows, k))
         refs.append(chosen.ravel())

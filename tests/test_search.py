@@ -235,3 +235,15 @@ def test_keyed_unit_vectors_are_unit_and_keyed():
     assert not np.allclose(U[0], U[1])
     assert not np.allclose(U[0], keyed_unit_vectors(np.array([1], dtype=np.uint64), 4, 50, 16)[0])
     assert abs(U.mean()) < 0.02  # no bias in any direction
+
+
+def test_random_references_do_not_depend_on_the_batch(digits, svc):
+    """A sample's random references (and so its distances) are keyed by the sample, not drawn from a shared stream."""
+    X = digits[0]
+    labeler = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=7).fit(X[:400])
+    batch = labeler.boundary_distances(X[400:440])
+    labeler_again = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=7).fit(X[:400])
+    alone = np.vstack([labeler_again.boundary_distances(X[i : i + 1]) for i in (405, 430, 439)])
+    np.testing.assert_array_equal(alone, batch[[5, 30, 39]])
+    other_seed = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=8).fit(X[:400])
+    assert not np.array_equal(other_seed.boundary_distances(X[400:440]), batch)  # the seed does choose the references
