@@ -82,7 +82,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
     parser.add_argument("--study", choices=["temperature", "method", "kd"], default=None,
                         help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
-                             "or beside other searches within 1,000 queries per sample at the automatic temperature")
+                             "beside other searches within 1,000 queries per sample at the automatic temperature, "
+                             "or beside other weights of the KD term (--kd-weights)")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
     parser.add_argument("--kd-weights", type=float, nargs="*", default=[3.0, 10.0], help="for --study kd")
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
