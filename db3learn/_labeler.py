@@ -430,6 +430,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         y = self._encode(labels)
         self._check_known(labels, y)
         n, n_classes = len(X), len(self.classes_)
+        sample_keys = self._sample_keys(keys)  # the random draws of a sample depend on nothing else
         sd_nearest = self.method == "sd" and self.reference_selection == "nearest"
         pairs = select_references(
             X,
@@ -440,7 +441,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             n_directions=1 if sd_nearest else self.n_directions,
             selection=self.reference_selection,
             rng=None,
-            keys=self._sample_keys(keys),
+            keys=sample_keys,
         )
         if self.method == "sd":
             return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None
@@ -467,7 +468,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             if self.method not in _REFINING:
                 return D, spent, None
             bar.total = None
-            return self._refine(query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress)
+            return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress)
 
     def _sample_keys(self, keys):
         """A uint64 per sample from the seed and the sample's bytes: its random draws depend on nothing else."""
@@ -476,7 +477,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         with np.errstate(over="ignore"):
             return row_key ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
 
-    def _refine(self, query, X, keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress):
+    def _refine(self, query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress):
         """MBD or HSJ from BD's best direction of each (sample, class)."""
         pair_sample, pair_reference, _ = pairs
         rows, cls = np.nonzero(best_pair >= 0)
@@ -484,7 +485,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         seg = self.references_[pair_reference[best]] - X[pair_sample[best]]
         length = np.linalg.norm(seg, axis=1)
         theta = (seg / length[:, None]).astype(X.dtype)
-        pair_key = self._sample_keys(keys)[rows] ^ (cls.astype(np.uint64) << np.uint64(48))
+        pair_key = sample_keys[rows] ^ (cls.astype(np.uint64) << np.uint64(48))
         kernel = sign_opt_distances if self.method == "mbd" else hopskipjump_distances
         per_pair = self.max_queries_per_pair
         if per_pair is None:

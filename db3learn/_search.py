@@ -79,9 +79,7 @@ def select_references(X, y, references, reference_codes, n_classes, *, n_directi
             if keys is None:
                 draws = rng.random((len(rows), len(ref_idx)))
             else:
-                with np.errstate(over="ignore"):
-                    base = _splitmix64(np.asarray(keys, dtype=np.uint64)[rows] ^ _splitmix64(np.full(1, j, dtype=np.uint64)))
-                    draws = _splitmix64(base[:, None] + np.arange(len(ref_idx), dtype=np.uint64)[None, :] * _GOLDEN)
+                draws = keyed_bits(np.asarray(keys)[rows], j, len(ref_idx))
             order = np.argsort(draws, axis=1, kind="stable")[:, :k]
             chosen = ref_idx[order]
         samples.append(np.repeat(rows, k))
@@ -315,6 +313,14 @@ def _splitmix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+def keyed_bits(keys, counter, n):
+    """``n`` random uint64 per key, a fixed function of (key, counter): shape (len(keys), n)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        base = _splitmix64(keys ^ _splitmix64(np.full(1, counter, dtype=np.uint64)))
+        return _splitmix64(base[:, None] + np.arange(n, dtype=np.uint64)[None, :] * _GOLDEN)
+
+
 def keyed_unit_vectors(keys, counter, n_vectors, n_features, dtype=np.float32):
     """Random unit vectors, a fixed function of (key, counter): shape (len(keys), n_vectors, n_features).
 
@@ -322,11 +328,7 @@ def keyed_unit_vectors(keys, counter, n_vectors, n_features, dtype=np.float32):
     never on which other pairs share the batch, so a sample searched alone
     gets the same directions as in a batch of thousands.
     """
-    keys = np.asarray(keys, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        base = _splitmix64(keys ^ _splitmix64(np.full(1, counter, dtype=np.uint64)))
-        idx = np.arange(n_vectors * n_features, dtype=np.uint64)
-        bits = _splitmix64(base[:, None] + idx[None, :] * _GOLDEN)
+    bits = keyed_bits(keys, counter, n_vectors * n_features)
     u1 = ((bits >> np.uint64(32)).astype(np.float64) + 1.0) / 2.0**32
     u2 = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) / 2.0**32
     normal = (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(dtype)
