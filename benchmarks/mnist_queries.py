@@ -80,10 +80,12 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
     parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
-    parser.add_argument("--study", choices=["temperature", "method", "kd"], default=None,
+    parser.add_argument("--study", choices=["temperature", "method", "kd", "limits"], default=None,
                         help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
                              "beside other searches within 1,000 queries per sample at the automatic temperature, "
-                             "or beside other weights of the KD term (--kd-weights)")
+                             "beside other weights of the KD term (--kd-weights), "
+                             "or (limits) beside soft labels built from the teacher's own logit margins, "
+                             "to locate what the last part of the fidelity gap is made of")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
     parser.add_argument("--kd-weights", type=float, nargs="*", default=[3.0, 10.0], help="for --study kd")
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
@@ -123,6 +125,8 @@ def main(argv=None):
         print(row, flush=True)
         started = time.perf_counter()
 
+    if args.study == "limits":
+        return limits_study(module, X_transfer, hard, logits, X_test, y_test, teacher_test, seeds, epochs, args, out, tag)
     for seed in seeds:
         copy = DB3Distiller(TimedTorchTeacher(module, device=args.device), kd_weight=0, random_state=seed, **common).fit(X_transfer)
         record("copycat", "", "", 1, 1.0, seed, copy.predict, 0.0)
@@ -159,6 +163,89 @@ def main(argv=None):
     write_csv(out / f"{tag}_summary.csv", summary)
     print_table(summary)
     plot(summary, out / f"{tag}.png")
+
+
+def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, epochs, args, out, tag):
+    """Where the fidelity gap of the defaults lies: their BD distances beside the teacher's own logit margins.
+
+    Every row trains the same student with the same seeds and the same loss (``train_white_box``, which takes
+    any logits), so rows can be compared seed by seed. ``-d`` logits at the automatic temperature (the median
+    distance to the nearest other class) give soft labels that do not change when every distance is multiplied
+    by a constant, so the margins ``z_y - z_j`` of the teacher's logits can stand in for distances; they are
+    scaled to BD's median nearest distance only so that the loss's ``T**2`` weight of the KL term is the
+    defaults'. "Shape" is a sample's distances relative to its nearest one; "confidence" is that nearest
+    distance.
+    """
+    teacher = TimedTorchTeacher(module, device=args.device)
+    searches = {"defaults (BD, 10 directions)": dict(), "BD, 30 directions, budget 1,000": dict(n_directions=30, max_queries_per_sample=1000)}
+    D, queries = {}, {}
+    for name, params in searches.items():
+        lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X)
+        D[name], q = lab.boundary_distances(X, return_queries=True)
+        queries[name] = float(q.mean()) + 1
+    bd = D["defaults (BD, 10 directions)"]
+    margins = logits[np.arange(len(X)), hard][:, None] - logits  # >= 0, 0 for the teacher's class
+    # in BD's units: the loss weighs the KL term by T**2, so only the scale of the automatic T must match
+    margins = margins * np.median(nearest(bd)) / np.median(nearest(margins))
+    D["teacher margins (oracle, white-box)"] = margins
+    D["margins' shape, BD's confidence"] = margins / nearest(margins) * nearest(bd)
+    D["BD's shape, margins' confidence"] = bd / nearest(bd) * nearest(margins)
+    records = []
+
+    def record(name, T, q, seed, net):
+        pred = net.predict(X_test)
+        row = dict(method=name, temperature=T, queries_per_sample=q, seed=seed, accuracy=float(np.mean(pred == y_test)),
+                   fidelity=float(np.mean(pred == teacher_test)))
+        records.append(row)
+        print(row, flush=True)
+
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = KDStudent(LeNet5, module__width=0.5, max_epochs=epochs, batch_size=64, lr=1e-3, optimizer=torch.optim.Adam,
+                            classes=list(range(10)), device=args.device).fit(X, hard.astype(np.int64))
+        record("copycat", "", 1.0, seed, net)
+        for T in args.white_box_temperatures or [8.0]:
+            record("white-box KD", T, 0.0, seed, train_white_box(logits, X, hard, seed, T, epochs, args.device))
+        for name, dist in D.items():
+            T = float(np.median(nearest(dist)))
+            record(name, T, queries.get(name, 0.0), seed, train_white_box(-dist, X, hard, seed, T, epochs, args.device))
+    write_csv(out / f"{tag}.csv", records)
+    rows = paired_summary(records, "defaults (BD, 10 directions)")
+    write_csv(out / f"{tag}_summary.csv", rows)
+    print(f"\n{'row':<40}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}{'fid - defaults (paired)':>26}")
+    for r in rows:
+        print(f"{r['method']:<40}{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
+              f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}{r['fid_vs_defaults']:>+17.2%} +- {r['fid_vs_defaults_se']:.2%}")
+
+
+def nearest(D):
+    """Each row's smallest positive distance (its nearest other class), as a column."""
+    return np.where(D > 0, D, np.inf).min(axis=1, keepdims=True)
+
+
+def paired_summary(records, baseline):
+    """Means per row, the gaps closed, and each row's fidelity minus the baseline's, seed by seed (mean and standard error)."""
+    names = list(dict.fromkeys(r["method"] + "|" + str(r["temperature"]) for r in records))
+    by = {n: {r["seed"]: r for r in records if r["method"] + "|" + str(r["temperature"]) == n} for n in names}
+    base = next(by[n] for n in names if n.startswith(baseline + "|"))
+    rows = []
+    for n in names:
+        rs = by[n]
+        diff = np.array([rs[s]["fidelity"] - base[s]["fidelity"] for s in rs])
+        rows.append(dict(
+            method=n.split("|")[0], temperature=rs[next(iter(rs))]["temperature"], n_seeds=len(rs),
+            queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs.values()])),
+            accuracy=float(np.mean([r["accuracy"] for r in rs.values()])),
+            fidelity=float(np.mean([r["fidelity"] for r in rs.values()])),
+            fid_vs_defaults=float(diff.mean()), fid_vs_defaults_se=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
+        ))
+    copy = next(r for r in rows if r["method"] == "copycat")
+    ceiling = max((r for r in rows if r["method"] == "white-box KD"), key=lambda r: r["fidelity"])
+    for r in rows:
+        r["acc_gap_closed"] = gap_closed(r["accuracy"], copy["accuracy"], ceiling["accuracy"])
+        r["fid_gap_closed"] = gap_closed(r["fidelity"], copy["fidelity"], ceiling["fidelity"])
+    return rows
 
 
 def summarise(records):
