@@ -63,7 +63,8 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd
 
 
 def train_white_box(logits, X, hard, seed, temperature, epochs, device="cpu"):
-    y = np.column_stack([hard, logits]).astype(np.float32)
+    """The LeNet-5-half student on ``logits`` (KD) or, with ``logits=None``, on the hard labels alone (copycat)."""
+    y = hard.astype(np.int64) if logits is None else np.column_stack([hard, logits]).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = KDStudent(
@@ -200,11 +201,7 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
         print(row, flush=True)
 
     for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = KDStudent(LeNet5, module__width=0.5, max_epochs=epochs, batch_size=64, lr=1e-3, optimizer=torch.optim.Adam,
-                            classes=list(range(10)), device=args.device).fit(X, hard.astype(np.int64))
-        record("copycat", "", 1.0, seed, net)
+        record("copycat", "", 1.0, seed, train_white_box(None, X, hard, seed, 1.0, epochs, args.device))
         for T in args.white_box_temperatures or [8.0]:
             record("white-box KD", T, 0.0, seed, train_white_box(logits, X, hard, seed, T, epochs, args.device))
         for name, dist in D.items():
