@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ._search import (
     binary_search_distances,
     hopskipjump_distances,
+    plane_distances,
     sample_distances,
     select_references,
     sign_opt_distances,
@@ -24,6 +25,9 @@ __all__ = ["DecisionBoundarySoftLabeler"]
 
 _DTYPES = [np.float64, np.float32]
 _REFINING = ("mbd", "hsj")  # methods that refine BD's best direction
+_OFF_SEGMENT = _REFINING + ("plane",)  # methods whose queries leave the segments between data points
+#: BD's tolerance when ``tol=None``: "plane" needs every direction's crossing, but only coarsely.
+_DEFAULT_TOL = {"plane": 1.0 / 64}
 #: Query budget per (sample, class) pair of the refining searches when none is given.
 _DEFAULT_PAIR_BUDGET = {"mbd": 20000, "hsj": 1000}
 
@@ -43,7 +47,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     teacher : object with ``predict``, callable, torch.nn.Module, Teacher or None, default=None
         The teacher, wrapped by :func:`~db3learn.as_teacher`. ``None`` only
         inside :class:`~db3learn.DB3Distiller`, which passes its own.
-    method : {"bd", "sd", "mbd", "hsj"}, default="bd"
+    method : {"bd", "sd", "mbd", "hsj", "plane"}, default="bd"
         The distance estimator. The paper's three (Wang, ICML 2021,
         section 3.2):
         ``"sd"``, sample distance: distance to the nearest reference of each
@@ -60,25 +64,42 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         along the boundary (Chen et al., IEEE S&P 2020), which gets closer
         to the minimal distance than Sign-OPT at budgets of tens to
         hundreds of queries per (sample, class); up to 1,000 by default.
-        BD is the default: on MNIST (``benchmarks/mnist_queries.py``), at
-        1,000 queries per sample or fewer, students trained on BD, HSJ and
-        MBD soft labels, and BD with 20 directions, were within seed noise
-        of each other (over 10 seeds the defaults closed 109 % of the
-        copycat-to-white-box accuracy gap and 86 % of the fidelity gap, the
-        others 87 % to 90 %), and BD spent the fewest queries (about 390
-        per digit).
+        ``"plane"`` (db3learn's): BD without its early stop, so that every
+        direction's crossing of the boundary is known (to ``tol``, 1/64 by
+        default: 6 queries each); the hyperplane through those boundary points gives
+        the boundary's normal at no cost, and one search along it (12
+        queries) finds a closer boundary point for most pairs (the
+        planar-boundary assumption of the geometric attacks qFool, Liu et
+        al., ICCV 2019, and GeoDA, Rahmati et al., CVPR 2020, with the
+        normal fitted to boundary points BD has already paid for instead of
+        random probes). At most ``n_directions x ceil(log2(1/tol)) + 12``
+        queries per (sample, class): 72 with the defaults, 648 per MNIST
+        digit. A class with fewer than two references gets BD alone.
+        Its distances are the closest to exact of any method at 100 to 300
+        queries per (sample, class) on a linear teacher
+        (``benchmarks/distance_quality.py``).
+        BD is the default: on MNIST (``benchmarks/mnist_queries.py --study
+        method``), students trained on BD, plane, HSJ and MBD soft labels at
+        1,000 queries per sample or fewer, and BD with 20 directions, were
+        within seed noise of each other (10 seeds; every row closed 100 % or
+        more of the copycat-to-white-box accuracy gap and 86 % to 90 % of
+        the fidelity gap), and BD spent the fewest queries (about 390 per
+        digit).
     n_directions : int, default=10
-        ``K``: references searched toward per (sample, class) for ``"bd"``,
-        and for ``"sd"`` with ``reference_selection="random"``.
+        ``K``: references searched toward per (sample, class) for ``"bd"``
+        and ``"plane"`` (and BD's start of ``"mbd"`` and ``"hsj"``), and for ``"sd"`` with ``reference_selection="random"``.
     reference_selection : {"nearest", "random"}, default="nearest"
         ``"nearest"``: the ``K`` references of the class nearest to the
         sample, which give short first brackets and smaller distances for the
         same queries. ``"random"``: ``K`` references drawn at random per
         sample, as in the paper's reference code.
-    tol : float, default=1e-3
-        Binary-search tolerance, relative to the distance to the reference:
-        each direction takes at most ``ceil(log2(1/tol))`` queries (10 by
-        default). The paper uses an absolute 1e-5, which costs about 20.
+    tol : float or None, default=None
+        BD's binary-search tolerance, relative to the distance to the
+        reference: each direction takes at most ``ceil(log2(1/tol))``
+        queries. ``None``: 1/64 (6 queries) for ``"plane"``, whose fit needs
+        every direction's crossing but only coarsely, and 1e-3 (10 queries)
+        for the other methods. The paper uses an absolute 1e-5, which costs
+        about 20.
     feature_range : None, "per_feature" or (low, high), default=None
         Where queried inputs are clipped. ``None``: the global minimum and
         maximum of ``X`` in :meth:`fit`; ``"per_feature"``: each feature's
@@ -201,10 +222,10 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
     _parameter_constraints = {
         "teacher": [HasMethods(["predict"]), callable, None],
-        "method": [StrOptions({"bd", "sd", "mbd", "hsj"})],
+        "method": [StrOptions({"plane", "bd", "sd", "mbd", "hsj"})],
         "n_directions": [Interval(Integral, 1, None, closed="left")],
         "reference_selection": [StrOptions({"nearest", "random"})],
-        "tol": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, 1, closed="neither"), None],
         "feature_range": [None, StrOptions({"per_feature"}), tuple, list],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "distance_to_logit": [StrOptions(set(DISTANCE_TO_LOGIT))],
@@ -222,7 +243,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         method="bd",
         n_directions=10,
         reference_selection="nearest",
-        tol=1e-3,
+        tol=None,
         feature_range=None,
         temperature=1.0,
         distance_to_logit="negative",
@@ -329,15 +350,20 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             self.method,
             self.n_directions,
             self.reference_selection,
-            self.tol,
+            self._tol(),
             self.max_queries_per_sample,
             rs,
             tuple(self.classes_.tolist()),
         ]
-        if self.method in _REFINING:  # only these step outside the segments between data points
+        if self.method in _REFINING:
             key += [self.max_queries_per_pair]
+        if self.method in _OFF_SEGMENT:  # only these step outside the segments between data points
             key += [np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_]
         return tuple(key)
+
+    def _tol(self):
+        """BD's binary-search tolerance: ``tol``, or the method's default."""
+        return _DEFAULT_TOL.get(self.method, 1e-3) if self.tol is None else float(self.tol)
 
     def boundary_distances(self, X, return_queries=False):
         """Estimated distance from each sample to each class's region.
@@ -454,6 +480,21 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 else:
                     bar.total = total
 
+            if self.method == "plane":
+                D, spent = plane_distances(
+                    query,
+                    X,
+                    y,
+                    self.references_,
+                    *pairs,
+                    n_classes,
+                    low=self.feature_range_[0],
+                    high=self.feature_range_[1],
+                    tol=self._tol(),
+                    max_queries_per_sample=self.max_queries_per_sample,
+                    progress=progress,
+                )
+                return D, spent, None
             D, best_pair, t_lo, t_hi, spent = binary_search_distances(
                 query,
                 X,
@@ -461,7 +502,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 self.references_,
                 *pairs,
                 n_classes,
-                tol=self.tol,
+                tol=self._tol(),
                 max_queries_per_sample=self.max_queries_per_sample,
                 progress=progress,
             )

@@ -24,6 +24,7 @@ __all__ = [
     "binary_search_distances",
     "sign_opt_distances",
     "hopskipjump_distances",
+    "plane_distances",
     "keyed_unit_vectors",
     "success",
 ]
@@ -180,6 +181,7 @@ def binary_search_distances(
     *,
     tol=1e-3,
     max_queries_per_sample=None,
+    prune=True,
     max_batch_rows=16384,
     progress=None,
 ):
@@ -216,6 +218,10 @@ def binary_search_distances(
         Budget of queries per sample over all its classes and directions.
         When a step would exceed it, the sample's pairs with the smallest
         current distance are refined first, and the rest stop. Never exceeded.
+    prune : bool, default=True
+        Stop a pair once it can no longer win its (sample, class). ``False``
+        resolves every direction to ``tol`` (what :func:`plane_distances`
+        needs: the crossing point of every direction).
     max_batch_rows : int, default=16384
         Rows per call of ``query`` (memory bound: one batch holds
         ``max_batch_rows x n_features`` values).
@@ -261,11 +267,171 @@ def binary_search_distances(
         np.add.at(spent, pair_sample[idx], 1)
         return idx
 
-    _bisect(ask, t_lo, t_hi, n_steps, tol=tol, group=group, n_groups=n_groups, scale=length, select=select, max_batch_rows=max_batch_rows, progress=progress)
+    _bisect(ask, t_lo, t_hi, n_steps, tol=tol, group=group if prune else None, n_groups=n_groups, scale=length, select=select,
+            max_batch_rows=max_batch_rows, progress=progress)
     D, best_pair = _best_per_group(t_hi * length, group, n_groups)
     D = D.reshape(n, n_classes)
     D[np.arange(n), y] = 0.0
     return D, best_pair.reshape(n, n_classes), t_lo, t_hi, spent
+
+
+def plane_distances(
+    query,
+    X,
+    y,
+    references,
+    pair_sample,
+    pair_reference,
+    pair_class,
+    n_classes,
+    *,
+    low,
+    high,
+    tol=1.0 / 64,
+    ridge=1e-3,
+    step_grid=(0.8, 1.0, 1.25, 1.6, 2.0, 3.0),
+    n_bisect=6,
+    max_queries_per_sample=None,
+    max_batch_rows=16384,
+    progress=None,
+):
+    """Plane-fit boundary distance: BD's boundary points give the normal of the boundary, then one search along it.
+
+    1. BD without pruning (:func:`binary_search_distances`, ``prune=False``):
+       every direction ``u_k`` toward a reference of class ``j`` is bisected
+       to ``tol``, which gives the distance ``d_k`` at which the segment
+       enters class ``j``'s region.
+    2. If the boundary of that region near ``x`` were a hyperplane at
+       distance ``D`` with unit normal ``n``, then ``d_k (n . u_k) = D`` for
+       every ``k``: the vector ``a = n / D`` solves ``a . u_k = 1 / d_k``.
+       The least-norm solution in the span of the ``u_k`` (ridge ``ridge``
+       on their Gram matrix) gives the estimate ``D_hat = 1 / ||a||`` and
+       the direction ``a / ||a||``, a normal estimate that costs no query.
+    3. One search along that direction: the points at ``D_hat`` times each
+       factor of ``step_grid`` are asked in one batch, and the bracket
+       between the last factor that fails and the first that reaches ``j``
+       is bisected ``n_bisect`` times. Points are clipped to
+       ``[low, high]``; the distance is that of the clipped point.
+
+    The distance of (x, j) is the smaller of BD's and the plane search's,
+    so, as for BD, a query has confirmed every distance returned. The
+    planar-boundary assumption is that of the geometric decision-based
+    attacks qFool (Liu et al., ICCV 2019) and GeoDA (Rahmati et al., CVPR
+    2020); they estimate the normal from random perturbations at one
+    boundary point, here it comes from the boundary points BD has already
+    paid for, along directions toward real samples of the class.
+
+    Parameters
+    ----------
+    query, X, y, references, pair_sample, pair_reference, pair_class, n_classes
+        As in :func:`binary_search_distances`.
+    low, high : float or ndarray of shape (n_features,)
+        Where query points are clipped.
+    tol : float, default=1/64
+        BD's tolerance on ``t`` (6 bisection steps per direction): the fit
+        needs every direction's crossing, coarsely.
+    ridge : float, default=1e-3
+        Added to the diagonal of the Gram matrix of the unit directions.
+    step_grid : sequence of float, default=(0.8, 1.0, 1.25, 1.6, 2.0, 3.0)
+        Multiples of ``D_hat`` asked first along the normal estimate.
+    n_bisect : int, default=6
+        Bisection steps after the grid.
+    max_queries_per_sample : int or None, default=None
+        Budget per sample over both stages, never exceeded: BD spends first
+        (nearest directions first); the plane search of a (sample, class)
+        costs ``len(step_grid) + n_bisect`` queries and is given to the
+        sample's nearest classes while the rest of the budget pays for it.
+    max_batch_rows : int, default=16384
+    progress : callable or None
+        As in :func:`binary_search_distances`.
+
+    Returns
+    -------
+    distances : ndarray of float64 of shape (n_samples, n_classes)
+        In the units of ``X``; 0 for each sample's own class; ``inf`` where
+        a class had no reference.
+    queries_per_sample : ndarray of int64 of shape (n_samples,)
+    """
+    n = len(X)
+    D, _, t_lo, t_hi, spent = binary_search_distances(
+        query, X, y, references, pair_sample, pair_reference, pair_class, n_classes, tol=tol,
+        max_queries_per_sample=max_queries_per_sample, prune=False, max_batch_rows=max_batch_rows, progress=progress,
+    )
+    # the directions of each (sample, class), padded to the largest count; -1 where none
+    group = pair_sample * n_classes + pair_class
+    order = np.lexsort((np.arange(len(group)), group))
+    groups, starts, counts = np.unique(group[order], return_index=True, return_counts=True)
+    if len(groups) == 0:
+        return D, spent
+    width = int(counts.max())
+    slot = np.arange(len(order)) - np.repeat(starts, counts)
+    members = np.full((len(groups), width), -1, dtype=np.int64)
+    members[np.repeat(np.arange(len(groups)), counts), slot] = order
+    resolved = np.zeros(members.shape, dtype=bool)
+    has = members >= 0
+    resolved[has] = (t_hi - t_lo)[members[has]] <= tol * (1 + 1e-9)
+    rows, cls = groups // n_classes, groups % n_classes
+    # only where two or more crossings are known does the fit add a direction; the budget pays nearest first
+    cost = len(step_grid) + n_bisect
+    current = D[rows, cls]
+    candidates = np.flatnonzero(resolved.sum(axis=1) >= 2)
+    if max_queries_per_sample is not None and len(candidates):
+        left = np.maximum(int(max_queries_per_sample) - spent, 0) // cost
+        by_sample = np.lexsort((current[candidates], rows[candidates]))
+        candidates = candidates[by_sample]
+        first = np.searchsorted(rows[candidates], rows[candidates], side="left")
+        candidates = np.sort(candidates[np.arange(len(candidates)) - first < left[rows[candidates]]])
+    if len(candidates) == 0:
+        return D, spent
+    dtype = X.dtype
+    n_features = X.shape[1]
+    origin = X[rows[candidates]]
+    d_hat = np.empty(len(candidates))
+    normal = np.empty((len(candidates), n_features), dtype=dtype)
+    chunk = max(1, (1 << 24) // (width * n_features))  # about 128 MB of float64 directions at a time
+    for sl in _chunks(len(candidates), chunk):
+        m, ok = members[candidates[sl]], resolved[candidates[sl]]
+        safe = np.where(m >= 0, m, 0)
+        seg = references[pair_reference[safe]].astype(np.float64) - X[pair_sample[safe]].astype(np.float64)
+        length = np.linalg.norm(seg, axis=2)
+        U = np.where(ok[..., None], seg / np.maximum(length, 1e-30)[..., None], 0.0)
+        crossing = 0.5 * (t_lo[safe] + t_hi[safe]) * length
+        r = np.where(ok, 1.0 / np.maximum(crossing, 1e-30), 0.0)
+        gram = np.einsum("gkf,glf->gkl", U, U) + ridge * np.eye(width)
+        a = np.einsum("gk,gkf->gf", np.linalg.solve(gram, r[..., None])[..., 0], U)
+        norm_a = np.linalg.norm(a, axis=1)
+        d_hat[sl] = 1.0 / norm_a
+        normal[sl] = (a / norm_a[:, None]).astype(dtype)
+    target, own = cls[candidates], y[rows[candidates]]
+
+    def points_at(idx, t):
+        return np.clip(origin[idx] + t.astype(dtype)[:, None] * normal[idx], low, high)
+
+    def ask(idx, t):
+        return success(query(points_at(idx, t)), target[idx], own[idx])
+
+    grid = np.asarray(step_grid, dtype=np.float64)
+    every = np.tile(np.arange(len(candidates)), len(grid))
+    hit = np.empty(len(every), dtype=bool)
+    t_grid = np.repeat(grid, len(candidates)) * np.tile(d_hat, len(grid))
+    for sl in _chunks(len(every), max_batch_rows):
+        hit[sl] = ask(every[sl], t_grid[sl])
+    hit = hit.reshape(len(grid), len(candidates)).T
+    np.add.at(spent, rows[candidates], len(grid))
+    if progress is not None:
+        progress(None)
+    found = np.flatnonzero(hit.any(axis=1))
+    k = hit[found].argmax(axis=1)  # the first factor that reaches the class
+    hi = grid[k] * d_hat[found]
+    lo = np.where(k > 0, grid[np.maximum(k - 1, 0)], 0.0) * d_hat[found]
+    used = _bisect(lambda idx, t: ask(found[idx], t), lo, hi, n_bisect, max_batch_rows=max_batch_rows)
+    np.add.at(spent, rows[candidates[found]], used)
+    if progress is not None:
+        progress(None)
+    reached = np.linalg.norm(points_at(found, hi).astype(np.float64) - origin[found], axis=1)
+    g = candidates[found]
+    D[rows[g], cls[g]] = np.minimum(D[rows[g], cls[g]], reached)
+    return D, spent
 
 
 def _best_per_group(dist, group, n_groups):

@@ -134,7 +134,7 @@ def build_parser():
     )
     demo.add_argument("--n-transfer", type=int, default=1000, help="transfer-set size (default: 1000)")
     demo.add_argument("--n-test", type=int, default=1000, help="held-out digits (default: 1000)")
-    demo.add_argument("--method", choices=["bd", "sd"], default="bd", help="distance estimator (default: bd)")
+    demo.add_argument("--method", choices=["bd", "plane", "sd"], default="bd", help="distance estimator (default: bd)")
     demo.add_argument(
         "--temperature", type=float, default=None,
         help="soft-label temperature, in pixel units (default: the median distance to the nearest other class)",
@@ -198,7 +198,7 @@ def build_parser():
     remote.add_argument("--rate-limit", type=float, metavar="PER_SECOND", help="most requests per second (default: none)")
     remote.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as a Bearer token)")
     distill.add_argument("--trust", action="append", metavar="TYPE", help="also load this type from a .skops teacher (repeatable)")
-    distill.add_argument("--method", choices=["bd", "sd"], default="bd", help="boundary-distance estimator (default: bd)")
+    distill.add_argument("--method", choices=["bd", "plane", "sd"], default="bd", help="boundary-distance estimator (default: bd)")
     distill.add_argument("--temperature", type=float, help="soft-label temperature, in the units of the data (default: 1)")
     distill.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
     distill.add_argument("--hidden-units", type=_hidden_units, metavar="W[,W...]", help="student hidden layers (default: one, sized from the data)")

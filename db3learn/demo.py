@@ -101,8 +101,9 @@ def run_demo(
     ----------
     n_transfer : int, default=1000
     n_test : int, default=1000
-    method : {"bd", "sd"}, default="bd"
-        The soft labeler's distance estimator.
+    method : {"bd", "plane", "sd"}, default="bd"
+        The soft labeler's distance estimator, see
+        :class:`~db3learn.DecisionBoundarySoftLabeler`.
     temperature : float or None, default=None
         In pixel units (images in [0, 1]); the soft labels use
         ``distance_to_logit="negative"``. ``None``: the median distance of

@@ -188,8 +188,9 @@ def run_distill(
         The transfer set, or a file for :func:`load_data`.
     out : str or path
         Directory for the student (created if needed).
-    method : {"bd", "sd"}, default="bd"
-        The soft labeler's distance estimator.
+    method : {"bd", "plane", "sd"}, default="bd"
+        The soft labeler's distance estimator, see
+        :class:`~db3learn.DecisionBoundarySoftLabeler`.
     temperature : float or None, default=None
         In the units of the data; ``None`` keeps the soft labeler's default.
     n_directions : int, default=10

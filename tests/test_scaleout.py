@@ -112,7 +112,7 @@ def assert_same_run(a, b):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("method", ["bd", "hsj"])
+@pytest.mark.parametrize("method", ["bd", "plane", "hsj"])
 def test_loky_matches_serial_sklearn_teacher(logreg, transfer, tmp_path, method):
     references, samples = transfer
     params = dict(method=method, max_queries_per_pair=60, max_queries_per_sample=900)
@@ -194,11 +194,11 @@ def test_zero_shot_loky_matches_serial(logreg, max_queries, tmp_path):
 
 def test_teacher_budget_holds_and_resumes_with_n_jobs(logreg, transfer, tmp_path):
     references, samples = transfer
-    full = run_labeler(logreg, references, samples, n_jobs=None)
+    full = run_labeler(logreg, references, samples, n_jobs=None, method="plane")
     runs = []
     for n_jobs in (None, 2):
         teacher = Teacher(PidModel(logreg, tmp_path / f"pids{n_jobs}"), batch_size=256, max_queries=4000)
-        labeler = DecisionBoundarySoftLabeler(teacher, random_state=0, n_jobs=n_jobs).fit(references)
+        labeler = DecisionBoundarySoftLabeler(teacher, method="plane", random_state=0, n_jobs=n_jobs).fit(references)
         with pytest.raises(QueryBudgetExceeded) as info:
             labeler.boundary_distances(samples)
         assert teacher.n_queries == 4000  # never past the budget, with any n_jobs

@@ -165,7 +165,7 @@ def _exact_in_box(lr, x, j):
 
 @pytest.mark.parametrize(
     "method, budget, median_bound",
-    [("sd", None, None), ("bd", None, None), ("hsj", 300, 1.35), ("mbd", 20000, 1.05)],
+    [("sd", None, None), ("bd", None, None), ("plane", None, 1.3), ("hsj", 300, 1.35), ("mbd", 20000, 1.05)],
 )
 def test_every_method_upper_bounds_the_exact_distance(linear_digits, method, budget, median_bound):
     X, lr = linear_digits
@@ -195,7 +195,7 @@ def test_refining_methods_beat_bd_and_snapshots_do_not_increase(linear_digits):
         DecisionBoundarySoftLabeler(lr).fit(X[:50]).boundary_distance_snapshots(samples)
 
 
-@pytest.mark.parametrize("method", ["bd", "mbd", "hsj"])
+@pytest.mark.parametrize("method", ["bd", "plane", "mbd", "hsj"])
 def test_budget_per_sample_is_honoured_and_reported(linear_digits, method):
     X, lr = linear_digits
     model = CountingModel(lr)
@@ -247,3 +247,42 @@ def test_random_references_do_not_depend_on_the_batch(digits, svc):
     np.testing.assert_array_equal(alone, batch[[5, 30, 39]])
     other_seed = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=8).fit(X[:400])
     assert not np.array_equal(other_seed.boundary_distances(X[400:440]), batch)  # the seed does choose the references
+
+
+def test_plane_fit_beats_bd_at_the_same_tolerance_and_needs_two_directions(linear_digits):
+    """The plane search only ever lowers BD's distances; with one direction per class there is nothing to fit."""
+    X, lr = linear_digits
+    samples = X[1000:1008]
+
+    def search(**params):
+        model = CountingModel(lr)
+        labeler = DecisionBoundarySoftLabeler(Teacher(model), feature_range=(0.0, 1.0), **params).fit(X[:1000])
+        before = model.rows
+        D, queries = labeler.boundary_distances(samples, return_queries=True)
+        assert model.rows - before <= queries.sum() + len(samples)  # repeated points are answered from the cache
+        return D, queries.sum()
+
+    plane, plane_queries = search(method="plane")
+    bd, bd_queries = search(method="bd", tol=1 / 64)
+    assert np.all(plane <= bd)
+    off = bd > 0
+    assert np.mean(plane[off] < bd[off] * 0.99) > 0.5  # the normal estimate finds closer boundary points for most pairs
+    assert np.median(plane[off] / bd[off]) < 0.97
+    # plane resolves every direction (no pruning), then asks 6 grid points per (sample, class) and bisects 6 times
+    # where one of them reached the class
+    assert len(samples) * 9 * (10 * 6 + 6) <= plane_queries <= len(samples) * 9 * (10 * 6 + 12)
+    assert bd_queries < plane_queries
+    single, single_queries = search(method="plane", n_directions=1)
+    single_bd, single_bd_queries = search(method="bd", n_directions=1, tol=1 / 64)
+    np.testing.assert_array_equal(single, single_bd)
+    assert single_queries == single_bd_queries == len(samples) * 9 * 6
+
+
+def test_plane_batched_and_one_at_a_time_agree(linear_digits):
+    X, lr = linear_digits
+    samples = X[1000:1005]
+    labeler = DecisionBoundarySoftLabeler(Teacher(lr), method="plane", feature_range=(0.0, 1.0)).fit(X[:500])
+    batched = labeler.boundary_distances(samples)
+    fresh = DecisionBoundarySoftLabeler(Teacher(lr), method="plane", feature_range=(0.0, 1.0)).fit(X[:500])
+    one_by_one = np.vstack([fresh.boundary_distances(samples[i : i + 1]) for i in range(len(samples))])
+    np.testing.assert_array_equal(batched, one_by_one)
