@@ -128,14 +128,18 @@ def main(argv=None):
     def pick(D):
         return [D[i, j] for i, j in pairs]
 
-    for method, params in (("sd", dict(method="sd")), ("bd", dict(method="bd"))):
+    for method, params in (("sd", dict(method="sd")), ("bd", dict(method="bd")), ("plane", dict(method="plane"))):
         D, per_pair, s = run_ours(lr, refs, samples, params)
-        add(method, "", pick(D), per_pair, s)
+        add(method, "", pick(D), per_pair, s, "the default" if method == "plane" else "")
     for budget in BUDGETS:
         for method in ("hsj", "mbd"):
             params = dict(method=method, n_directions=3, max_queries_per_sample=9 * budget)
             D, per_pair, s = run_ours(lr, refs, samples, params)
             add(f"db3learn {method}", budget, pick(D), per_pair, s, "BD (3 directions) included")
+        # plane: as many directions as the budget pays for (6 queries each, plus 12 for the search along the normal)
+        k = max(2, (budget - 12) // 6)
+        D, per_pair, s = run_ours(lr, refs, samples, dict(method="plane", n_directions=k, max_queries_per_sample=9 * budget))
+        add("db3learn plane", budget, pick(D), per_pair, s, f"{k} directions (fewer where a class has fewer references)")
         dist, spent, s, it = run_art(lr, refs, samples, own, budget)
         add("ART HopSkipJump", budget, dist, spent, s, f"max_iter={it}")
     D, per_pair, s = run_ours(lr, refs, samples, dict(method="mbd"))

@@ -38,12 +38,14 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd
     if study == "method":  # the defaults beside other searches within 1,000 queries per sample, all at the automatic T
         return [
             ("default", dict(), None),
+            ("plane", dict(method="plane"), None),
             ("bd-20", dict(method="bd", n_directions=20), None),
             ("hsj", dict(method="hsj", n_directions=3, max_queries_per_sample=1000), None),
             ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=1000), None),
         ]
     rows = [
         ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None
+        ("plane", dict(method="plane"), None),
         ("sd", dict(method="sd"), 2.0),
         ("bd", dict(method="bd"), 2.0),
         ("bd", dict(method="bd"), 1.0),
@@ -142,7 +144,7 @@ def main(argv=None):
         distiller_params = extra[0] if extra else {}
         if args.only is not None and name not in args.only:
             continue
-        # the defaults are BD with 10 directions: they share that search (and its cached answers)
+        # rows with the same search (the defaults are BD with 10 directions) share it and its cached answers
         setting = tuple(sorted((k, v) for k, v in {"method": "bd", "n_directions": 10, **params}.items() if k not in ("distance_to_logit", "temperature")))
         if setting not in searched:
             lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
@@ -267,6 +269,11 @@ def summarise(records):
             n_seeds=len(rs), label_seconds=float(rs[0]["label_seconds"]),
             fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
         ))
+        default = {r["seed"]: r["fidelity"] for r in records if r["method"] == "default"}
+        diff = np.array([r["fidelity"] - default[r["seed"]] for r in rs if r["seed"] in default])
+        if len(diff):  # paired by seed: most of the seed-to-seed spread cancels
+            rows[-1]["fid_vs_default"] = float(diff.mean())
+            rows[-1]["fid_vs_default_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     return add_gaps_closed(rows)
 
 
