@@ -1,6 +1,7 @@
 """Benchmark c: where labelling spends its wall time.
 
-Labels a transfer set with the default DecisionBoundarySoftLabeler and reports the share
+Labels a transfer set with the default DecisionBoundarySoftLabeler (BD), and with
+method="plane", and reports the share
 of the wall time spent inside the teacher's own predict (the rest is db3learn's Python:
 hashing rows for the cache, building query points, bookkeeping), beside the teacher's
 throughput on its own (the same batch size, no cache, random rows). Teachers: the LeNet-5 of benchmark a (PyTorch, CPU) and a
@@ -27,8 +28,8 @@ from db3learn import DecisionBoundarySoftLabeler, Teacher, TorchTeacher  # noqa:
 HERE = Path(__file__).resolve().parent
 
 
-def measure(name, teacher, plain, X_refs, X, probe):
-    lab = DecisionBoundarySoftLabeler(teacher).fit(X_refs)
+def measure(name, teacher, plain, X_refs, X, probe, method="bd"):
+    lab = DecisionBoundarySoftLabeler(teacher, method=method).fit(X_refs)
     teacher.predict_seconds = 0.0
     q0 = teacher.n_queries
     start = time.perf_counter()
@@ -41,7 +42,7 @@ def measure(name, teacher, plain, X_refs, X, probe):
     plain.predict(probe)
     alone = len(probe) / (time.perf_counter() - start)
     row = dict(
-        teacher=name, samples=len(X), queries=queries, wall_seconds=round(wall, 2),
+        teacher=name, method=method, samples=len(X), queries=queries, wall_seconds=round(wall, 2),
         predict_seconds=round(inside, 2), share_in_predict=round(inside / wall, 3),
         labelling_queries_per_s=round(queries / wall), teacher_alone_rows_per_s=round(alone),
     )
@@ -62,20 +63,23 @@ def main(argv=None):
     X_train, y_train, X_transfer, _, _ = mnist_split()
     module = lenet5_teacher(X_train, y_train, epochs=2 if args.quick else 10)
     n = 200 if args.quick else 1000
-    rows = [measure("LeNet-5 (torch, CPU)", TimedTorchTeacher(module), TorchTeacher(module, cache=False), X_transfer,
-                    X_transfer[:n], rng.random((65536, 784), dtype=np.float32))]
+    probe = rng.random((65536, 784), dtype=np.float32)
+    # a new teacher (and answer cache) per method: plane's first BD steps are BD's, and would be answered from the cache
+    rows = [measure("LeNet-5 (torch, CPU)", TimedTorchTeacher(module), TorchTeacher(module, cache=False), X_transfer, X_transfer[:n], probe, method)
+            for method in ("bd", "plane")]
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     svc = SVC().fit(X[:1000], y[:1000])
     m = 200 if args.quick else 500
-    rows.append(measure("SVC (scikit-learn)", TimedTeacher(svc), Teacher(svc, cache=False), X[:1000], X[1000 : 1000 + m],
-                        rng.random((65536, 64))))
+    probe = rng.random((65536, 64))
+    rows += [measure("SVC (scikit-learn)", TimedTeacher(svc), Teacher(svc, cache=False), X[:1000], X[1000 : 1000 + m], probe, method)
+             for method in ("bd", "plane")]
 
     write_csv(out / f"{tag}.csv", rows)
-    print(f"\n{'teacher':<22}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}")
+    print(f"\n{'teacher':<22}{'method':<7}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}")
     for r in rows:
-        print(f"{r['teacher']:<22}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"
+        print(f"{r['teacher']:<22}{r['method']:<7}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"
               f"{r['labelling_queries_per_s']:>14,}{r['teacher_alone_rows_per_s']:>13,}")
 
 

@@ -352,10 +352,13 @@ def plane_distances(
         a class had no reference.
     queries_per_sample : ndarray of int64 of shape (n_samples,)
     """
-    n = len(X)
+    def bd_progress(total):  # BD's steps, then the grid and the bisection of the plane search
+        progress(None if total is None else total + 1 + n_bisect)
+
     D, _, t_lo, t_hi, spent = binary_search_distances(
         query, X, y, references, pair_sample, pair_reference, pair_class, n_classes, tol=tol,
-        max_queries_per_sample=max_queries_per_sample, prune=False, max_batch_rows=max_batch_rows, progress=progress,
+        max_queries_per_sample=max_queries_per_sample, prune=False, max_batch_rows=max_batch_rows,
+        progress=None if progress is None else bd_progress,
     )
     # the directions of each (sample, class), padded to the largest count; -1 where none
     group = pair_sample * n_classes + pair_class
@@ -424,10 +427,8 @@ def plane_distances(
     k = hit[found].argmax(axis=1)  # the first factor that reaches the class
     hi = grid[k] * d_hat[found]
     lo = np.where(k > 0, grid[np.maximum(k - 1, 0)], 0.0) * d_hat[found]
-    used = _bisect(lambda idx, t: ask(found[idx], t), lo, hi, n_bisect, max_batch_rows=max_batch_rows)
+    used = _bisect(lambda idx, t: ask(found[idx], t), lo, hi, n_bisect, max_batch_rows=max_batch_rows, progress=progress)
     np.add.at(spent, rows[candidates[found]], used)
-    if progress is not None:
-        progress(None)
     reached = np.linalg.norm(points_at(found, hi).astype(np.float64) - origin[found], axis=1)
     g = candidates[found]
     D[rows[g], cls[g]] = np.minimum(D[rows[g], cls[g]], reached)
