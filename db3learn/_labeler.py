@@ -66,9 +66,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         hundreds of queries per (sample, class); up to 1,000 by default.
         ``"plane"`` (db3learn's): BD without its early stop, so that every
         direction's crossing of the boundary is known (to ``tol``, 1/64 by
-        default: 6 queries each); the hyperplane through those boundary points gives
-        the boundary's normal at no cost, and one search along it (12
-        queries) finds a closer boundary point for most pairs (the
+        default: 6 queries each); the hyperplane through those boundary
+        points gives the boundary's normal at no cost, and one search along
+        it (12 queries) finds a closer boundary point for most pairs (the
         planar-boundary assumption of the geometric attacks qFool, Liu et
         al., ICCV 2019, and GeoDA, Rahmati et al., CVPR 2020, with the
         normal fitted to boundary points BD has already paid for instead of
@@ -87,7 +87,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         digit).
     n_directions : int, default=10
         ``K``: references searched toward per (sample, class) for ``"bd"``
-        and ``"plane"`` (and BD's start of ``"mbd"`` and ``"hsj"``), and for ``"sd"`` with ``reference_selection="random"``.
+        and ``"plane"`` (and BD's start of ``"mbd"`` and ``"hsj"``), and
+        for ``"sd"`` with ``reference_selection="random"``.
     reference_selection : {"nearest", "random"}, default="nearest"
         ``"nearest"``: the ``K`` references of the class nearest to the
         sample, which give short first brackets and smaller distances for the

@@ -391,7 +391,7 @@ def plane_distances(
     origin = X[rows[candidates]]
     d_hat = np.empty(len(candidates))
     normal = np.empty((len(candidates), n_features), dtype=dtype)
-    chunk = max(1, (1 << 24) // (width * n_features))  # about 128 MB of float64 directions at a time
+    chunk = max(1, (1 << 22) // (width * n_features))  # about 32 MB of float64 directions at a time
     for sl in _chunks(len(candidates), chunk):
         m, ok = members[candidates[sl]], resolved[candidates[sl]]
         safe = np.where(m >= 0, m, 0)
