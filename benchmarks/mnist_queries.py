@@ -231,15 +231,21 @@ def paired_summary(records, baseline):
     rows = []
     for n in names:
         rs = by[n]
-        diff = np.array([rs[s]["fidelity"] - base[s]["fidelity"] for s in rs])
+        diff, se = paired_difference([rs[s]["fidelity"] - base[s]["fidelity"] for s in rs])
         rows.append(dict(
             method=n.split("|")[0], temperature=rs[next(iter(rs))]["temperature"], n_seeds=len(rs),
             queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs.values()])),
             accuracy=float(np.mean([r["accuracy"] for r in rs.values()])),
             fidelity=float(np.mean([r["fidelity"] for r in rs.values()])),
-            fid_vs_defaults=float(diff.mean()), fid_vs_defaults_se=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
+            fid_vs_defaults=diff, fid_vs_defaults_se=se,
         ))
     return add_gaps_closed(rows)
+
+
+def paired_difference(diff):
+    """Mean and standard error of seed-by-seed differences (standard error 0 for a single seed)."""
+    diff = np.asarray(diff, dtype=float)
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
 
 
 def add_gaps_closed(rows):
@@ -270,10 +276,9 @@ def summarise(records):
             fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
         ))
         default = {r["seed"]: r["fidelity"] for r in records if r["method"] == "default"}
-        diff = np.array([r["fidelity"] - default[r["seed"]] for r in rs if r["seed"] in default])
-        if len(diff):  # paired by seed: most of the seed-to-seed spread cancels
-            rows[-1]["fid_vs_default"] = float(diff.mean())
-            rows[-1]["fid_vs_default_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        diff = [r["fidelity"] - default[r["seed"]] for r in rs if r["seed"] in default]
+        if diff:  # paired by seed: most of the seed-to-seed spread cancels
+            rows[-1]["fid_vs_default"], rows[-1]["fid_vs_default_se"] = paired_difference(diff)
     return add_gaps_closed(rows)
 
 

@@ -379,11 +379,7 @@ def plane_distances(
     current = D[rows, cls]
     candidates = np.flatnonzero(resolved.sum(axis=1) >= 2)
     if max_queries_per_sample is not None and len(candidates):
-        left = np.maximum(int(max_queries_per_sample) - spent, 0) // cost
-        by_sample = np.lexsort((current[candidates], rows[candidates]))
-        candidates = candidates[by_sample]
-        first = np.searchsorted(rows[candidates], rows[candidates], side="left")
-        candidates = np.sort(candidates[np.arange(len(candidates)) - first < left[rows[candidates]]])
+        candidates = _within_budget(candidates, rows, current, spent, int(max_queries_per_sample), cost)
     if len(candidates) == 0:
         return D, spent
     dtype = X.dtype
@@ -458,14 +454,14 @@ def _pair_lengths(X, references, pair_sample, pair_reference, chunk):
     return out
 
 
-def _within_budget(idx, pair_sample, dist, spent, budget):
-    """Keep, per sample, the active pairs that fit the remaining budget, nearest first."""
+def _within_budget(idx, pair_sample, dist, spent, budget, cost=1):
+    """Keep, per sample, the active pairs that fit the remaining budget at ``cost`` queries each, nearest first."""
     samples = pair_sample[idx]
     order = np.lexsort((dist[idx], samples))
     idx, samples = idx[order], samples[order]
     starts = np.searchsorted(samples, samples, side="left")
     rank = np.arange(len(idx)) - starts
-    keep = rank < (budget - spent[samples])
+    keep = rank < (budget - spent[samples]) // cost
     return np.sort(idx[keep])
 
 
