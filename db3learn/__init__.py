@@ -7,7 +7,7 @@ becomes a soft label, and a student learns them with knowledge distillation.
 
 from ._distiller import DB3Distiller
 from ._labeler import DecisionBoundarySoftLabeler
-from ._soft_labels import distances_to_logits, soft_labels
+from ._soft_labels import distances_to_logits, median_nearest_distance, soft_labels
 from ._student import KDStudent, distillation_loss
 from ._remote import RemoteTeacher
 from ._teachers import Teacher, TorchTeacher, as_teacher
@@ -35,6 +35,7 @@ __all__ = [
     "as_teacher",
     "distances_to_logits",
     "soft_labels",
+    "median_nearest_distance",
     "distillation_loss",
     "DB3Error",
     "QueryBudgetExceeded",

@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._labeler import DecisionBoundarySoftLabeler
-from ._soft_labels import distances_to_logits
+from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._zero_shot import ZeroShotTransferSet
 from ._student import KDStudent, _EpochBar
 from ._teachers import _TeacherParamMixin
@@ -284,10 +284,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if self.temperature is not None:
             return float(self.temperature)
         if labeler.distance_to_logit == "negative":
-            other = np.where(distances > 0, distances, np.inf).min(axis=1)
-            other = other[np.isfinite(other)]
-            if len(other) and np.median(other) > 0:
-                return float(np.median(other))
+            T = median_nearest_distance(distances)
+            if T is not None:
+                return T
         return float(labeler.temperature)
 
     def _transfer_set(self, X, y, teacher, rng):

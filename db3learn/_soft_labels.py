@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.special import softmax
 
-__all__ = ["distances_to_logits", "soft_labels", "DISTANCE_TO_LOGIT"]
+__all__ = ["distances_to_logits", "soft_labels", "median_nearest_distance", "DISTANCE_TO_LOGIT"]
 
 #: The mappings from boundary distances to logits that db3learn offers.
 DISTANCE_TO_LOGIT = ("negative", "inverse")
@@ -74,3 +74,43 @@ def soft_labels(logits, temperature):
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}.")
     return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+def median_nearest_distance(distances):
+    """The median distance from a sample to its nearest other class.
+
+    This is the temperature :class:`~db3learn.DB3Distiller` takes with
+    ``temperature=None`` and ``-d`` logits: a distance scale in the units of
+    ``X``, so the soft labels ``softmax(-d / T)`` do not change when the data
+    are rescaled.
+
+    Parameters
+    ----------
+    distances : array-like of shape (n_samples, n_classes)
+        Boundary distances, 0 for each sample's own class, ``inf`` for a
+        class whose boundary was not found.
+
+    Returns
+    -------
+    float or None
+        The median over samples of the smallest positive distance of each
+        row; rows with no finite positive distance are left out. ``None``
+        when no row has one (or the median is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from db3learn import median_nearest_distance
+    >>> median_nearest_distance([[0.0, 2.0, 5.0], [1.0, 0.0, np.inf], [3.0, 4.0, 0.0]])
+    2.0
+    >>> median_nearest_distance([[0.0, np.inf]]) is None
+    True
+    """
+    D = np.asarray(distances, dtype=np.float64)
+    if D.ndim != 2:
+        raise ValueError(f"distances must be 2-D of shape (n_samples, n_classes), got shape {D.shape}.")
+    nearest = np.where(D > 0, D, np.inf).min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    if not len(nearest) or not np.median(nearest) > 0:
+        return None
+    return float(np.median(nearest))

@@ -63,3 +63,26 @@ def test_distillation_loss_matches_a_hand_computation():
     np.testing.assert_allclose(no_t2.item(), np.mean(ce) + w * np.mean(kl), rtol=1e-5)
     copycat = distillation_loss(s, z, y, temperature=T, kd_weight=0)
     np.testing.assert_allclose(copycat.item(), np.mean(ce), rtol=1e-5)
+
+
+def test_median_nearest_distance_is_the_distillers_automatic_temperature(digits, svc):
+    from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, median_nearest_distance
+
+    X = digits[0][:120]
+    d = DB3Distiller(svc, max_epochs=1, random_state=0).fit(X)
+    D = DecisionBoundarySoftLabeler(svc, random_state=d.soft_labeler_.random_state).fit(X).boundary_distances(X)
+    # the rule by hand: each row's smallest positive distance, then the median over rows
+    by_hand = np.median([min(v for v in row if v > 0) for row in D])
+    assert d.temperature_ == pytest.approx(by_hand)
+    assert median_nearest_distance(D) == pytest.approx(by_hand)
+    assert median_nearest_distance(D * 3.0) == pytest.approx(3.0 * by_hand)  # in the units of X
+
+
+def test_median_nearest_distance_skips_rows_without_a_boundary():
+    from db3learn import median_nearest_distance
+
+    D = np.array([[0.0, 1.0, 4.0], [0.0, np.inf, np.inf], [2.0, 0.0, 3.0], [0.0, 5.0, 6.0]])
+    assert median_nearest_distance(D) == 2.0  # rows 0, 2, 3: nearest 1, 2, 5
+    assert median_nearest_distance(np.zeros((2, 3))) is None
+    with pytest.raises(ValueError, match="2-D"):
+        median_nearest_distance(np.zeros(3))
