@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import TimedTorchTeacher, gap_closed, lenet5_teacher, mnist_split, write_csv  # noqa: E402
-from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent  # noqa: E402
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent, median_nearest_distance  # noqa: E402
 from db3learn.models import LeNet5  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -177,7 +177,8 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     by a constant, so the margins ``z_y - z_j`` of the teacher's logits can stand in for distances; they are
     scaled to BD's median nearest distance only so that the loss's ``T**2`` weight of the KL term is the
     defaults'. "Shape" is a sample's distances relative to its nearest one; "confidence" is that nearest
-    distance.
+    distance. Two more oracle-free rows raise BD's shape to a power (squeezed, stretched); one oracle row
+    multiplies BD's distances by the teacher's median margin-per-distance of each (class, other class) pair.
     """
     teacher = TimedTorchTeacher(module, device=args.device)
     searches = {"defaults (BD, 10 directions)": dict(), "BD, 30 directions, budget 1,000": dict(n_directions=30, max_queries_per_sample=1000)}
@@ -189,10 +190,16 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     bd = D["defaults (BD, 10 directions)"]
     margins = logits[np.arange(len(X)), hard][:, None] - logits  # >= 0, 0 for the teacher's class
     # in BD's units: the loss weighs the KL term by T**2, so only the scale of the automatic T must match
-    margins = margins * np.median(nearest(bd)) / np.median(nearest(margins))
+    margins = margins * median_nearest_distance(bd) / median_nearest_distance(margins)
     D["teacher margins (oracle, white-box)"] = margins
-    D["margins' shape, BD's confidence"] = margins / nearest(margins) * nearest(bd)
-    D["BD's shape, margins' confidence"] = bd / nearest(bd) * nearest(margins)
+    D["margins' shape, BD's confidence"] = with_confidence(margins, bd)
+    D["BD's shape, margins' confidence"] = with_confidence(bd, margins)
+    # how much of the shape is one scale per (teacher's class, other class): the teacher's logit margin grows
+    # faster per unit of distance toward some classes than toward others, which no label-only search sees
+    D["BD x the teacher's scale per class pair"] = with_confidence(bd * pair_scale(margins, bd, hard), bd)
+    # label-only reshapings of BD's profile, each sample's nearest distance kept: is -d's linear shape the best?
+    for power in (0.75, 1.5):
+        D[f"BD's shape ** {power:g}"] = with_confidence((bd / nearest(bd)) ** power, bd)
     records = []
 
     def record(name, T, q, seed, net):
@@ -207,7 +214,7 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
         for T in args.white_box_temperatures or [8.0]:
             record("white-box KD", T, 0.0, seed, train_white_box(logits, X, hard, seed, T, epochs, args.device))
         for name, dist in D.items():
-            T = float(np.median(nearest(dist)))
+            T = median_nearest_distance(dist)  # DB3Distiller's automatic temperature
             record(name, T, queries.get(name, 0.0), seed, train_white_box(-dist, X, hard, seed, T, epochs, args.device))
     write_csv(out / f"{tag}.csv", records)
     rows = paired_summary(records, "defaults (BD, 10 directions)")
@@ -216,6 +223,23 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     for r in rows:
         print(f"{r['method']:<40}{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
               f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}{r['fid_vs_defaults']:>+17.2%} +- {r['fid_vs_defaults_se']:.2%}")
+
+
+def pair_scale(margins, D, hard):
+    """``scale[y, j]``: the median, over samples of class ``y``, of margin / distance toward class ``j`` (1 on the diagonal)."""
+    n_classes = D.shape[1]
+    scale = np.ones((n_classes, n_classes))
+    for a in range(n_classes):
+        rows = hard == a
+        for b in range(n_classes):
+            if a != b and rows.any():
+                scale[a, b] = np.median(margins[rows, b] / D[rows, b])
+    return scale[hard]
+
+
+def with_confidence(D, like):
+    """``D`` rescaled row by row so that each sample's nearest distance is ``like``'s."""
+    return D / nearest(D) * nearest(like)
 
 
 def nearest(D):
