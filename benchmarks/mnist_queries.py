@@ -195,7 +195,7 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     D["margins' shape, BD's confidence"] = with_confidence(margins, bd)
     D["BD's shape, margins' confidence"] = with_confidence(bd, margins)
     # how much of the shape is one scale per (teacher's class, other class): the teacher's logit margin grows
-    # faster per unit of distance toward some classes than toward others, which no label-only search sees
+    # faster per unit of distance toward some classes than toward others, which a label-only search does not measure
     D["BD x the teacher's scale per class pair"] = with_confidence(bd * pair_scale(margins, bd, hard), bd)
     # label-only reshapings of BD's profile, each sample's nearest distance kept: is -d's linear shape the best?
     for power in (0.75, 1.5):

@@ -40,11 +40,7 @@ def distances_to_logits(distances, mapping="negative"):
     >>> distances_to_logits(D, "negative")
     array([[ -0.,  -2., -inf]])
     """
-    D = np.asarray(distances, dtype=np.float64)
-    if D.ndim != 2:
-        raise ValueError(f"distances must be 2-D of shape (n_samples, n_classes), got shape {D.shape}.")
-    if np.isnan(D).any() or (D < 0).any():
-        raise ValueError("distances must be non-negative (inf allowed); got NaN or negative values.")
+    D = _check_distances(distances)
     if mapping == "negative":
         return -D
     if mapping == "inverse":
@@ -95,7 +91,12 @@ def median_nearest_distance(distances):
     float or None
         The median over samples of the smallest positive distance of each
         row; rows with no finite positive distance are left out. ``None``
-        when no row has one (or the median is 0).
+        when no row has one.
+
+    Raises
+    ------
+    ValueError
+        If ``distances`` is not 2-D or holds NaN or negative values.
 
     Examples
     --------
@@ -106,11 +107,17 @@ def median_nearest_distance(distances):
     >>> median_nearest_distance([[0.0, np.inf]]) is None
     True
     """
+    D = _check_distances(distances)
+    nearest = np.where(D > 0, D, np.inf).min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    return float(np.median(nearest)) if len(nearest) else None
+
+
+def _check_distances(distances):
+    """``distances`` as a 2-D float64 array, or a ValueError that says what is wrong."""
     D = np.asarray(distances, dtype=np.float64)
     if D.ndim != 2:
         raise ValueError(f"distances must be 2-D of shape (n_samples, n_classes), got shape {D.shape}.")
-    nearest = np.where(D > 0, D, np.inf).min(axis=1)
-    nearest = nearest[np.isfinite(nearest)]
-    if not len(nearest) or not np.median(nearest) > 0:
-        return None
-    return float(np.median(nearest))
+    if np.isnan(D).any() or (D < 0).any():
+        raise ValueError("distances must be non-negative (inf allowed); got NaN or negative values.")
+    return D

@@ -86,3 +86,5 @@ def test_median_nearest_distance_skips_rows_without_a_boundary():
     assert median_nearest_distance(np.zeros((2, 3))) is None
     with pytest.raises(ValueError, match="2-D"):
         median_nearest_distance(np.zeros(3))
+    with pytest.raises(ValueError, match="NaN or negative"):
+        median_nearest_distance(np.array([[0.0, np.nan]]))
