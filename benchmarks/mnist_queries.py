@@ -283,6 +283,7 @@ def add_gaps_closed(rows):
 
 
 def summarise(records):
+    default = {r["seed"]: r["fidelity"] for r in records if r["method"] == "default"}  # for the paired differences
     keys = []
     for r in records:
         k = (r["method"], r["mapping"], str(r["temperature"]).split(" ")[0], r["budget_per_sample"])
@@ -299,7 +300,6 @@ def summarise(records):
             n_seeds=len(rs), label_seconds=float(rs[0]["label_seconds"]),
             fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
         ))
-        default = {r["seed"]: r["fidelity"] for r in records if r["method"] == "default"}
         diff = [r["fidelity"] - default[r["seed"]] for r in rs if r["seed"] in default]
         if diff:  # paired by seed: most of the seed-to-seed spread cancels
             rows[-1]["fid_vs_default"], rows[-1]["fid_vs_default_se"] = paired_difference(diff)
