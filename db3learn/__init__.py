@@ -8,7 +8,7 @@ becomes a soft label, and a student learns them with knowledge distillation.
 from ._distiller import DB3Distiller
 from ._labeler import DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance, soft_labels
-from ._student import KDStudent, distillation_loss
+from ._student import KDStudent, boundary_loss, distillation_loss
 from ._remote import RemoteTeacher
 from ._teachers import Teacher, TorchTeacher, as_teacher
 from ._zero_shot import ClassCoverageWarning, ZeroShotTransferSet
@@ -37,6 +37,7 @@ __all__ = [
     "soft_labels",
     "median_nearest_distance",
     "distillation_loss",
+    "boundary_loss",
     "DB3Error",
     "QueryBudgetExceeded",
     "TeacherError",

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._labeler import DecisionBoundarySoftLabeler
+from ._labeler import _POINTING, DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._zero_shot import ZeroShotTransferSet
 from ._student import KDStudent, _EpochBar
@@ -24,6 +24,7 @@ __all__ = ["DB3Distiller"]
 
 _DTYPES = [np.float32, np.float64]
 _PREFIX = "student__"
+_DEFAULT_BOUNDARY_WEIGHT = 0.3  # benchmark a: +0.3 points of fidelity on MNIST, no extra queries
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
 
@@ -74,6 +75,16 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     temperature_squared : bool, default=True
         Scale the KL term by ``T**2`` (Hinton et al., 2015). The DB3KD
         reference code sums the KL over the batch instead, with no ``T**2``.
+    boundary_weight : float or None, default=None
+        Weight of :func:`~db3learn.boundary_loss`: the student's two logits
+        should tie at the point the search found across each transfer
+        sample's nearest boundary
+        (:meth:`~db3learn.DecisionBoundarySoftLabeler.boundary_points`, no extra
+        queries). ``None``: 0.3 when the soft labeler's method finds such
+        points (``"bd"``, ``"mbd"``, ``"hsj"``), else 0. On MNIST (benchmark
+        a) it raised the student's fidelity to the teacher by about 0.3
+        points at no query cost. 0 trains on the transfer set alone (the
+        paper's loss).
     max_epochs, batch_size, lr, optimizer, device : default=None
         skorch's training parameters. ``None`` keeps the value of a skorch
         net given as ``student``, else 50 epochs, batches of 32, Adam at
@@ -106,6 +117,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         The fitted generator, when ``transfer_set`` was given.
     temperature_ : float
         The temperature used (the one computed when ``temperature=None``).
+    boundary_weight_ : float
+        The weight of the boundary term used (0 when ``kd_weight == 0``).
     n_queries_ : int
         Rows the teacher's ``predict`` received during ``fit`` (cache hits
         excluded).
@@ -151,7 +164,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     >>> student.predict(X[1000:1005])
     array([1, 4, 0, 5, 3])
     >>> round(student.score(X[1000:]), 2)  # fidelity: agreement with the teacher
-    0.95
+    0.96
     """
 
     _parameter_constraints = {
@@ -162,6 +175,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         "temperature": [Interval(Real, 0, None, closed="neither"), None],
         "kd_weight": [Interval(Real, 0, None, closed="left")],
         "temperature_squared": ["boolean"],
+        "boundary_weight": [Interval(Real, 0, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "lr": [Interval(Real, 0, None, closed="neither"), None],
@@ -182,6 +196,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         temperature=None,
         kd_weight=1.0,
         temperature_squared=True,
+        boundary_weight=None,
         max_epochs=None,
         batch_size=None,
         lr=None,
@@ -199,6 +214,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.temperature = temperature
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
+        self.boundary_weight = boundary_weight
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -261,12 +277,19 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         labeler.fit(X)
         self.classes_ = labeler.classes_
         hard = labeler.reference_labels_
+        boundary = None
+        self.boundary_weight_ = 0.0
         if self.kd_weight > 0:
             distances = labeler.boundary_distances(X)
             self.temperature_ = self._temperature(distances, labeler)
             logits = distances_to_logits(distances, labeler.distance_to_logit)
             target = np.column_stack([hard, logits]).astype(np.float32)
             self.soft_labeler_ = labeler
+            self.boundary_weight_ = self._boundary_weight(labeler)
+            if self.boundary_weight_ > 0:
+                points, nearest = labeler.boundary_points(X)
+                found = nearest >= 0
+                boundary = (points[found].astype(np.float32, copy=False), hard[found], nearest[found])
         else:
             self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
             target = hard.astype(np.int64)
@@ -275,9 +298,15 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         seed = int(rng.randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.student_.fit(X.astype(np.float32, copy=False), target)
+            self.student_.fit(X.astype(np.float32, copy=False), target, boundary=boundary)
         self.n_queries_ = teacher.n_queries - q0
         return self
+
+    def _boundary_weight(self, labeler):
+        """The weight given, else the default where the labeler's method finds boundary points."""
+        if self.boundary_weight is not None:
+            return float(self.boundary_weight)
+        return _DEFAULT_BOUNDARY_WEIGHT if labeler.method in _POINTING else 0.0
 
     def _temperature(self, distances, labeler):
         """The temperature given, else for ``-d`` logits the median distance to the nearest other class."""
@@ -347,6 +376,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             temperature=self.temperature_,
             kd_weight=self.kd_weight,
             temperature_squared=self.temperature_squared,
+            boundary_weight=self.boundary_weight_,
         )
 
     # -- prediction --------------------------------------------------------------

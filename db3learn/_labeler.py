@@ -26,6 +26,7 @@ __all__ = ["DecisionBoundarySoftLabeler"]
 _DTYPES = [np.float64, np.float32]
 _REFINING = ("mbd", "hsj")  # methods that refine BD's best direction
 _OFF_SEGMENT = _REFINING + ("plane",)  # methods whose queries leave the segments between data points
+_POINTING = ("bd",) + _REFINING  # methods that know the point they found on each boundary
 #: BD's tolerance when ``tol=None``: "plane" needs every direction's crossing, but only coarsely.
 _DEFAULT_TOL = {"plane": 1.0 / 64}
 #: Query budget per (sample, class) pair of the refining searches when none is given.
@@ -37,7 +38,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
     The distance from a sample to each of the teacher's decision boundaries
     tells how confident the teacher is: a sample far from class ``j``'s
-    region is robust against ``j``. :meth:`boundary_distances` estimates
+    region is robust against ``j``. :meth:`~db3learn.DecisionBoundarySoftLabeler.boundary_distances` estimates
     those distances with teacher queries alone; :meth:`transform` turns them
     into soft labels ``softmax(z / temperature)``, with logits ``z`` given by
     ``distance_to_logit``.
@@ -83,8 +84,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         1,000 queries per sample or fewer, and BD with 20 directions, were
         within seed noise of each other (10 seeds; every row closed 100 % or
         more of the copycat-to-white-box accuracy gap and 86 % to 90 % of
-        the fidelity gap), and BD spent the fewest queries (about 390 per
-        digit).
+        the fidelity gap with the paper's loss; :class:`~db3learn.DB3Distiller`'s
+        boundary term raises BD's to 95 %), and BD spent the fewest queries
+        (about 390 per digit).
     n_directions : int, default=10
         ``K``: references searched toward per (sample, class) for ``"bd"``
         and ``"plane"`` (and BD's start of ``"mbd"`` and ``"hsj"``), and
@@ -396,28 +398,99 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             From the teacher; answers received so far stay cached, and a new
             call asks only what is missing.
         """
+        D, queries, _, _ = self._cached(X)
+        return (D, queries) if return_queries else D
+
+    def boundary_points(self, X):
+        """The point the search found across each sample's nearest boundary.
+
+        For each sample, the point nearest to it that the search confirmed
+        in its nearest other class: the end of BD's final bracket (``t_hi``)
+        on the direction that gave the distance, or, for ``"mbd"`` and
+        ``"hsj"``, ``x + d theta`` on the refined direction (clipped to the
+        feature range). It lies within the search's tolerance of the
+        teacher's decision boundary, so it costs no queries beyond the
+        distances'. :class:`~db3learn.DB3Distiller` uses these points to place the
+        student's decision boundaries (its ``boundary_weight``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        points : ndarray of shape (n_samples, n_features)
+            Same float dtype as ``X`` (float64 for integer input). A sample
+            with no other class reached gets its own row.
+        nearest : ndarray of int64 of shape (n_samples,)
+            Index into ``classes_`` of the class each point was answered
+            with (the sample's nearest other class); -1 where no other class
+            was reached.
+
+        Raises
+        ------
+        ValueError
+            If ``method`` is ``"sd"`` or ``"plane"`` (their distances do not
+            come from a queried point on the boundary), or ``X`` is invalid.
+        QueryBudgetExceeded, TeacherError, TeacherAnswerError
+            As :meth:`~db3learn.DecisionBoundarySoftLabeler.boundary_distances`; its cached distances and answers
+            are shared, so asking for both costs the queries of one search.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from db3learn import DecisionBoundarySoftLabeler
+        >>> X, y = load_iris(return_X_y=True)
+        >>> lab = DecisionBoundarySoftLabeler(LogisticRegression(max_iter=500).fit(X, y), random_state=0).fit(X)
+        >>> points, nearest = lab.boundary_points(X[:3])
+        >>> points.shape, nearest.tolist()
+        ((3, 4), [1, 1, 1])
+        >>> bool((lab.teacher.predict(points) == lab.classes_[nearest]).all())
+        True
+        """
+        check_is_fitted(self)
+        if self.method not in _POINTING:
+            raise ValueError(
+                f"Boundary points exist for method in {_POINTING}, not {self.method!r}: SD's distances end at a "
+                "reference sample and plane's at a fitted plane, not at a queried point. Use method='bd' (the default)."
+            )
+        _, _, points, nearest = self._cached(X, with_points=True)
+        return points, nearest
+
+    def _cached(self, X, with_points=False):
+        """Distances, queries spent now, and (with ``with_points``) boundary points, searching only uncached rows."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_DTYPES, reset=False)
         teacher = self._get_teacher()
         memo = teacher._memo.setdefault(self._setting_key(), {})
+        point_memo = teacher._memo.setdefault(self._setting_key() + ("boundary points",), {})
         keys = _row_keys(X)
         D = np.empty((len(X), len(self.classes_)))
+        points, nearest = (np.array(X, copy=True), np.full(len(X), -1, dtype=np.int64)) if with_points else (None, None)
         queries = np.zeros(len(X), dtype=np.int64)
         missing = []
         for i, k in enumerate(keys):
             row = memo.get(k)
-            if row is None:
+            found = point_memo.get(k) if with_points else True
+            if row is None or found is None:
                 missing.append(i)
-            else:
-                D[i] = row
+                continue
+            D[i] = row
+            if with_points:
+                points[i], nearest[i] = found
         if missing:
             missing = np.asarray(missing)
             with query_jobs(self.n_jobs):
-                found, spent, _ = self._search(X[missing], [keys[i] for i in missing], teacher)
+                found, spent, _, found_points, found_nearest = self._search(X[missing], [keys[i] for i in missing], teacher)
             D[missing] = found
             queries[missing] = spent
             memo.update(zip((keys[i] for i in missing), found))
-        return (D, queries) if return_queries else D
+            if found_points is not None:
+                point_memo.update(zip((keys[i] for i in missing), zip(found_points, found_nearest.tolist())))
+                if with_points:
+                    points[missing], nearest[missing] = found_points, found_nearest
+        return D, queries, points, nearest
 
     def boundary_distance_snapshots(self, X, snapshots=(1000, 2000, 4000, 8000, 16000, 20000)):
         """Distances reached after given numbers of queries per (sample, class) pair.
@@ -448,11 +521,12 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             raise ValueError(f"Snapshots exist for method='mbd' or 'hsj', not {self.method!r}.")
         X = validate_data(self, X, dtype=_DTYPES, reset=False)
         with query_jobs(self.n_jobs):
-            _, _, snap = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
+            _, _, snap, _, _ = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
         return snap
 
     def _search(self, X, keys, teacher, snapshots=None):
-        """Distances (n, n_classes), queries per sample (n,), snapshots (n, n_classes, S) or None."""
+        """Distances (n, n_classes), queries per sample (n,), snapshots (n, n_classes, S) or None, and boundary
+        points (n, n_features) with their class index (n,) (both None for SD and plane)."""
         labels = teacher.predict(X)
         y = self._encode(labels)
         self._check_known(labels, y)
@@ -471,7 +545,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             keys=sample_keys,
         )
         if self.method == "sd":
-            return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None
+            return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None, None, None
         query = self._query(teacher)
         with tqdm(desc=f"boundary search ({self.method.upper()})", unit="round", disable=not self.verbose, leave=False) as bar:
 
@@ -495,7 +569,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                     max_queries_per_sample=self.max_queries_per_sample,
                     progress=progress,
                 )
-                return D, spent, None
+                return D, spent, None, None, None
             D, best_pair, t_lo, t_hi, spent = binary_search_distances(
                 query,
                 X,
@@ -507,10 +581,15 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 max_queries_per_sample=self.max_queries_per_sample,
                 progress=progress,
             )
+            # the confirmed end of each (sample, class)'s best bracket: a point on the far side of the boundary
+            def bd_point(i, j):
+                q = best_pair[i, j]
+                return X[i] + t_hi[q].astype(X.dtype)[:, None] * (self.references_[pairs[1][q]] - X[i])
+
             if self.method not in _REFINING:
-                return D, spent, None
+                return (D, spent, None) + _nearest_points(X, D, y, bd_point)
             bar.total = None
-            return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress)
+            return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point)
 
     def _sample_keys(self, keys):
         """A uint64 per sample from the seed and the sample's bytes: its random draws depend on nothing else."""
@@ -519,8 +598,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         with np.errstate(over="ignore"):
             return row_key ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
 
-    def _refine(self, query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress):
-        """MBD or HSJ from BD's best direction of each (sample, class)."""
+    def _refine(self, query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point):
+        """MBD or HSJ from BD's best direction of each (sample, class); ``bd_point(i, j)`` gives BD's boundary points."""
         pair_sample, pair_reference, _ = pairs
         rows, cls = np.nonzero(best_pair >= 0)
         best = best_pair[rows, cls]
@@ -532,7 +611,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         per_pair = self.max_queries_per_pair
         if per_pair is None:
             per_pair = _DEFAULT_PAIR_BUDGET[self.method]
-        g, _, used, snap = kernel(
+        g, theta, used, snap = kernel(
             query,
             X,
             y,
@@ -550,6 +629,18 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             snapshots=snapshots,
             progress=progress,
         )
+        refined = g < D[rows, cls]
+        pair_of = np.full(D.shape, -1)
+        pair_of[rows, cls] = np.arange(len(rows))
+        low, high = self.feature_range_
+
+        def point(i, j):  # the refined direction's point where it beat BD, else BD's
+            out = bd_point(i, j)
+            k = pair_of[i, j]
+            use = refined[k]
+            out[use] = np.clip(X[i[use]] + g[k[use]].astype(X.dtype)[:, None] * theta[k[use]], low, high)
+            return out
+
         D = D.copy()
         D[rows, cls] = np.minimum(D[rows, cls], g)
         spent = spent + np.bincount(rows, weights=used, minlength=len(X)).astype(np.int64)
@@ -557,7 +648,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             full = np.repeat(D[:, :, None], snap.shape[1], axis=2)
             full[rows, cls] = snap
             snap = full
-        return D, spent, snap
+        return (D, spent, snap) + _nearest_points(X, D, y, point)
 
     def distance_logits(self, X):
         """Logits ``z`` of the soft labels, before the temperature.
@@ -596,3 +687,15 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _nearest_points(X, D, y, point):
+    """``point(i, j)``'s boundary point of each sample's nearest other class ``j`` (its own row where none was reached)."""
+    masked = np.where(D > 0, D, np.inf)
+    masked[np.arange(len(X)), y] = np.inf
+    nearest = masked.argmin(axis=1)
+    reached = np.isfinite(masked[np.arange(len(X)), nearest])
+    points = np.array(X, copy=True)
+    i = np.flatnonzero(reached)
+    points[i] = point(i, nearest[i])
+    return points, np.where(reached, nearest, -1).astype(np.int64)

@@ -7,7 +7,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring
 from tqdm.auto import tqdm
 
-__all__ = ["KDStudent", "distillation_loss"]
+__all__ = ["KDStudent", "boundary_loss", "distillation_loss"]
 
 
 def distillation_loss(student_logits, teacher_logits, hard_labels, *, temperature, kd_weight=1.0, temperature_squared=True):
@@ -48,6 +48,48 @@ def distillation_loss(student_logits, teacher_logits, hard_labels, *, temperatur
         scale = temperature**2 if temperature_squared else 1.0
         loss = loss + kd_weight * scale * kl
     return loss
+
+
+def boundary_loss(student_logits, own, other, *, temperature, temperature_squared=True):
+    """Squared logit margin of the student at points on the teacher's decision boundaries.
+
+    ``loss = c * mean(((s_own - s_other) / T) ** 2)`` over the points, with
+    ``c = T**2`` when ``temperature_squared`` (as the KL term of
+    :func:`distillation_loss`, so both scale alike with the units of the
+    logits), else ``c = 1``. Each point lies where the teacher's answer
+    changes from ``own`` to ``other``, so the loss is 0 when the student's
+    two logits tie there: it puts the student's boundary where the teacher's
+    is. Boundary points as distillation targets follow Heo et al., AAAI 2019
+    ("Knowledge distillation with adversarial samples supporting decision
+    boundary"); here they are the points the label-only boundary search has
+    already paid for (:meth:`~db3learn.DecisionBoundarySoftLabeler.boundary_points`).
+
+    Parameters
+    ----------
+    student_logits : torch.Tensor of shape (n_points, n_classes)
+        The student's logits at the boundary points.
+    own, other : torch.Tensor of int64 of shape (n_points,)
+        The class on each side of each point (the sample's own class, and
+        the class the point was answered with).
+    temperature : float
+        ``T > 0``, the KL term's.
+    temperature_squared : bool, default=True
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from db3learn import boundary_loss
+    >>> logits = torch.tensor([[2.0, 2.0, -1.0], [3.0, 1.0, 0.0]])
+    >>> boundary_loss(logits, torch.tensor([0, 0]), torch.tensor([1, 1]), temperature=2.0)
+    tensor(2.)
+    """
+    margin = student_logits.gather(1, own[:, None]) - student_logits.gather(1, other[:, None])
+    scale = temperature**2 if temperature_squared else 1.0
+    return scale * ((margin / temperature) ** 2).mean()
 
 
 def _hard_label_accuracy(net, X, y):
@@ -95,6 +137,11 @@ class KDStudent(NeuralNetClassifier):
         Weight of the KL term.
     temperature_squared : bool, default=True
         Scale the KL term by ``T**2`` (Hinton et al., 2015).
+    boundary_weight : float, default=0.0
+        Weight of :func:`boundary_loss` on the ``boundary`` points given to
+        :meth:`fit`: each training step adds it on as many points, drawn at
+        random, as the step's batch has rows. 0 (or no ``boundary``) trains
+        on the transfer set alone.
     criterion : default=torch.nn.CrossEntropyLoss
         Kept so that skorch applies the softmax in ``predict_proba``; the
         loss itself is :func:`distillation_loss`.
@@ -118,6 +165,7 @@ class KDStudent(NeuralNetClassifier):
         temperature=1.0,
         kd_weight=1.0,
         temperature_squared=True,
+        boundary_weight=0.0,
         criterion=torch.nn.CrossEntropyLoss,
         train_split=None,
         verbose=0,
@@ -127,6 +175,60 @@ class KDStudent(NeuralNetClassifier):
         self.temperature = temperature
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
+        self.boundary_weight = boundary_weight
+
+    def fit(self, X, y=None, boundary=None, **fit_params):
+        """Train on ``X, y`` (see the class docstring), and on ``boundary`` points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, 1 + n_classes)
+        boundary : tuple (points, own, other) or None, default=None
+            ``points`` of shape (n_points, n_features), float32, on the
+            teacher's decision boundaries; ``own`` and ``other`` of shape
+            (n_points,), class indices of the two sides (see
+            :func:`boundary_loss`). Used when ``boundary_weight > 0``.
+        **fit_params
+            As skorch's ``fit``.
+
+        Returns
+        -------
+        self : KDStudent
+
+        Raises
+        ------
+        ValueError
+            If the three arrays of ``boundary`` differ in length, or
+            ``points`` has not the width of ``X``.
+        """
+        self.boundary_ = None
+        if boundary is not None and self.boundary_weight > 0:
+            points, own, other = boundary
+            points = torch.as_tensor(np.asarray(points, dtype=np.float32))
+            own, other = (torch.as_tensor(np.asarray(v, dtype=np.int64)) for v in (own, other))
+            if not len(points) == len(own) == len(other):
+                raise ValueError(f"boundary needs as many points as own and other classes; got {len(points)}, {len(own)} and {len(other)}.")
+            if len(points) and points.shape[1:] != tuple(np.shape(X)[1:]):
+                raise ValueError(f"boundary points have shape {tuple(points.shape[1:])} per row, X has {tuple(np.shape(X)[1:])}.")
+            self.boundary_ = (points, own, other) if len(points) else None
+        return super().fit(X, y, **fit_params)
+
+    def train_step_single(self, batch, **fit_params):
+        """skorch's step, plus ``boundary_weight * boundary_loss`` on a random draw of the boundary points."""
+        step = super().train_step_single(batch, **fit_params)
+        if getattr(self, "boundary_", None) is None or not self.boundary_weight:
+            return step
+        points, own, other = self.boundary_
+        draw = torch.randint(len(points), (len(step["y_pred"]),))
+        logits = self.infer(points[draw].to(self.device))
+        extra = self.boundary_weight * boundary_loss(
+            logits, own[draw].to(self.device), other[draw].to(self.device), temperature=self.temperature,
+            temperature_squared=self.temperature_squared,
+        )
+        extra.backward()
+        step["loss"] = step["loss"] + extra.detach()
+        return step
 
     @property
     def _default_callbacks(self):
