@@ -28,10 +28,13 @@ from db3learn.models import LeNet5  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd_weights=(3.0, 10.0)):
+def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd_weights=(3.0, 10.0), boundary_weights=(0.03, 0.1, 0.3, 1.0)):
     """(name, labeler parameters, temperature) of each DB3KD row; a fourth item, if any, is DB3Distiller parameters."""
     if study == "kd":  # the defaults beside other weights of the KD term (the labeler's defaults, the automatic T)
         return [("default", dict(), None)] + [(f"kd_weight={w:g}", dict(), None, dict(kd_weight=float(w))) for w in kd_weights]
+    if study == "boundary":  # the paper's loss (no boundary term) beside weights of the boundary term, at the defaults' search and T
+        return [("default", dict(), None, dict(boundary_weight=0.0))] + [
+            (f"boundary_weight={w:g}", dict(), None, dict(boundary_weight=float(w))) for w in boundary_weights]
     if study == "temperature":  # the defaults beside BD -d (with K directions) at each temperature
         name = "bd" if n_directions == 10 else f"bd-{n_directions}"
         return [("default", dict(), None)] + [(name, dict(method="bd", n_directions=n_directions), float(T)) for T in temperatures]
@@ -44,7 +47,8 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd
             ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=1000), None),
         ]
     rows = [
-        ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None
+        ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None and boundary_weight=None
+        ("bd", dict(method="bd"), None),  # the defaults with the paper's loss (every row but "default" has no boundary term)
         ("plane", dict(method="plane"), None),
         ("sd", dict(method="sd"), 2.0),
         ("bd", dict(method="bd"), 2.0),
@@ -64,15 +68,18 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd
     return rows
 
 
-def train_white_box(logits, X, hard, seed, temperature, epochs, device="cpu"):
-    """The LeNet-5-half student on ``logits`` (KD) or, with ``logits=None``, on the hard labels alone (copycat)."""
+def train_white_box(logits, X, hard, seed, temperature, epochs, device="cpu", boundary=None, boundary_weight=0.0):
+    """The LeNet-5-half student on ``logits`` (KD) or, with ``logits=None``, on the hard labels alone (copycat).
+
+    ``boundary``, ``boundary_weight``: :meth:`KDStudent.fit`'s boundary points and the weight of their term.
+    """
     y = hard.astype(np.int64) if logits is None else np.column_stack([hard, logits]).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = KDStudent(
             LeNet5, module__width=0.5, temperature=temperature, max_epochs=epochs, batch_size=64, lr=1e-3,
-            optimizer=torch.optim.Adam, classes=list(range(10)), device=device,
-        ).fit(X, y)
+            optimizer=torch.optim.Adam, classes=list(range(10)), device=device, boundary_weight=boundary_weight,
+        ).fit(X, y, boundary=boundary)
     return net
 
 
@@ -83,14 +90,16 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
     parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
-    parser.add_argument("--study", choices=["temperature", "method", "kd", "limits"], default=None,
+    parser.add_argument("--study", choices=["temperature", "method", "kd", "boundary", "limits"], default=None,
                         help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
                              "beside other searches within 1,000 queries per sample at the automatic temperature, "
                              "beside other weights of the KD term (--kd-weights), "
+                             "with no boundary term beside its weights (--boundary-weights), "
                              "or (limits) beside soft labels built from the teacher's own logit margins, "
                              "to locate what the last part of the fidelity gap is made of")
     parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
     parser.add_argument("--kd-weights", type=float, nargs="*", default=[3.0, 10.0], help="for --study kd")
+    parser.add_argument("--boundary-weights", type=float, nargs="*", default=[0.03, 0.1, 0.3, 1.0], help="for --study boundary")
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
@@ -139,9 +148,22 @@ def main(argv=None):
             record("white-box KD", "logits", T, 0, 0.0, seed, lambda Z: net.predict(Z), 0.0)
 
     teacher = TimedTorchTeacher(module, device=args.device)
+    if args.study == "boundary":
+        # a hybrid reference, not the ceiling: white-box KD that is also given the defaults' boundary points
+        own_teacher = TimedTorchTeacher(module, device=args.device)  # its own caches: the rows below still count their queries
+        points, nearest = DecisionBoundarySoftLabeler(own_teacher, random_state=0).fit(X_transfer).boundary_points(X_transfer)
+        boundary = (points, hard, nearest)
+        started = time.perf_counter()
+        for w in args.boundary_weights:
+            for seed in seeds:
+                net = train_white_box(logits, X_transfer, hard, seed, 8.0, epochs, args.device, boundary, w)
+                record(f"white-box KD + boundary points, weight {w:g}", "logits", 8.0, 0, 0.0, seed, net.predict, 0.0)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
-    for name, params, T, *extra in configs(args.quick, args.study, args.temperatures, args.n_directions, args.kd_weights):
+    for name, params, T, *extra in configs(args.quick, args.study, args.temperatures, args.n_directions, args.kd_weights, args.boundary_weights):
         distiller_params = extra[0] if extra else {}
+        if not (name == "default" and args.study is None):
+            # rows other than the table's defaults keep the paper's loss, as they were measured (before the boundary term)
+            distiller_params = {"boundary_weight": 0.0, **distiller_params}
         if args.only is not None and name not in args.only:
             continue
         # rows with the same search (the defaults are BD with 10 directions) share it and its cached answers

@@ -48,6 +48,7 @@ def zero_shot(module, budget, seed, per_class, n_iter, epochs):
     d = DB3Distiller(
         teacher, transfer_set=gen, soft_labeler=labeler, temperature=2.0, student=LeNet5, student__width=0.5,
         max_epochs=epochs, batch_size=64, random_state=seed,
+        boundary_weight=0.0,  # the paper's loss, as the README's figures were measured (the boundary term is untried here)
     ).fit(None)
     return d, time.perf_counter() - start
 
