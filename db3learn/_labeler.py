@@ -420,12 +420,13 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         Returns
         -------
         points : ndarray of shape (n_samples, n_features)
-            Same float dtype as ``X`` (float64 for integer input). A sample
-            with no other class reached gets its own row.
+            Same float dtype as ``X`` (float64 for integer input).
         nearest : ndarray of int64 of shape (n_samples,)
             Index into ``classes_`` of the class each point was answered
             with (the sample's nearest other class); -1 where no other class
-            was reached.
+            was reached, or where ``max_queries_per_sample`` stopped the
+            search before the point was within its tolerance of the boundary
+            (such a sample gets its own row as its point).
 
         Raises
         ------
@@ -581,10 +582,13 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 max_queries_per_sample=self.max_queries_per_sample,
                 progress=progress,
             )
-            # the confirmed end of each (sample, class)'s best bracket: a point on the far side of the boundary
+            tol = self._tol()
+
             def bd_point(i, j):
+                """The confirmed end of BD's best bracket, and whether the bracket was resolved (a budget can stop it early)."""
                 q = best_pair[i, j]
-                return X[i] + t_hi[q].astype(X.dtype)[:, None] * (self.references_[pairs[1][q]] - X[i])
+                points = X[i] + t_hi[q].astype(X.dtype)[:, None] * (self.references_[pairs[1][q]] - X[i])
+                return points, t_hi[q] - t_lo[q] <= tol
 
             if self.method not in _REFINING:
                 return (D, spent, None) + _nearest_points(X, D, y, bd_point)
@@ -635,11 +639,11 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         low, high = self.feature_range_
 
         def point(i, j):  # the refined direction's point where it beat BD, else BD's
-            out = bd_point(i, j)
+            out, resolved = bd_point(i, j)
             k = pair_of[i, j]
             use = refined[k]
             out[use] = np.clip(X[i[use]] + g[k[use]].astype(X.dtype)[:, None] * theta[k[use]], low, high)
-            return out
+            return out, resolved | use
 
         D = D.copy()
         D[rows, cls] = np.minimum(D[rows, cls], g)
@@ -690,12 +694,18 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
 
 def _nearest_points(X, D, y, point):
-    """``point(i, j)``'s boundary point of each sample's nearest other class ``j`` (its own row where none was reached)."""
+    """``point(i, j)``'s boundary point of each sample's nearest other class ``j``, and ``j``.
+
+    A sample gets its own row and class -1 where no other class was reached, or where the point is not
+    within the search's tolerance of the boundary (a query budget stopped its bracket early).
+    """
     masked = np.where(D > 0, D, np.inf)
     masked[np.arange(len(X)), y] = np.inf
     nearest = masked.argmin(axis=1)
     reached = np.isfinite(masked[np.arange(len(X)), nearest])
     points = np.array(X, copy=True)
     i = np.flatnonzero(reached)
-    points[i] = point(i, nearest[i])
+    found, resolved = point(i, nearest[i])
+    points[i[resolved]] = found[resolved]
+    reached[i[~resolved]] = False
     return points, np.where(reached, nearest, -1).astype(np.int64)

@@ -129,3 +129,21 @@ def test_boundary_term_changes_the_student_and_stays_reproducible(digits, logreg
     p = [f.predict_proba(X_test) for f in fits]
     np.testing.assert_array_equal(p[0], p[1])
     assert not np.allclose(p[0], p[2])
+
+
+def test_a_budget_that_stops_a_bracket_early_gives_no_point_for_that_sample(digits, logreg):
+    X = digits[0][:60]
+    lab = DecisionBoundarySoftLabeler(Teacher(logreg), n_directions=3, max_queries_per_sample=150, random_state=0).fit(digits[0][:300])
+    D = lab.boundary_distances(X)
+    points, nearest = lab.boundary_points(X)
+    stopped = nearest < 0
+    assert 0 < stopped.sum() < len(X)  # 150 queries for 9 classes x 3 directions of 10 steps: few resolve
+    np.testing.assert_array_equal(points[stopped], X[stopped])
+    kept = ~stopped
+    np.testing.assert_array_equal(logreg.predict(points[kept]), lab.classes_[nearest[kept]])
+    # a resolved point is within the tolerance (1e-3 of a segment) of the boundary: its teacher scores nearly tie
+    f = logreg.decision_function(points[kept])
+    own = np.searchsorted(lab.classes_, logreg.predict(X[kept]))
+    gap = np.abs(f[np.arange(kept.sum()), nearest[kept]] - f[np.arange(kept.sum()), own])
+    assert np.max(gap) < 0.05 * np.median(np.abs(logreg.decision_function(X[kept]).max(axis=1)))
+    assert np.isfinite(D).all()
