@@ -280,16 +280,16 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         boundary = None
         self.boundary_weight_ = 0.0
         if self.kd_weight > 0:
-            distances = labeler.boundary_distances(X)
+            self.boundary_weight_ = self._boundary_weight(labeler)
+            if self.boundary_weight_ > 0:  # first: a method without boundary points fails before the search is paid
+                points, nearest = labeler.boundary_points(X)
+                found = nearest >= 0
+                boundary = (points[found].astype(np.float32, copy=False), hard[found], nearest[found])
+            distances = labeler.boundary_distances(X)  # cached by boundary_points' search when it ran
             self.temperature_ = self._temperature(distances, labeler)
             logits = distances_to_logits(distances, labeler.distance_to_logit)
             target = np.column_stack([hard, logits]).astype(np.float32)
             self.soft_labeler_ = labeler
-            self.boundary_weight_ = self._boundary_weight(labeler)
-            if self.boundary_weight_ > 0:
-                points, nearest = labeler.boundary_points(X)
-                found = nearest >= 0
-                boundary = (points[found].astype(np.float32, copy=False), hard[found], nearest[found])
         else:
             self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
             target = hard.astype(np.int64)

@@ -473,13 +473,13 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         missing = []
         for i, k in enumerate(keys):
             row = memo.get(k)
-            found = point_memo.get(k) if with_points else True
-            if row is None or found is None:
+            cached_point = point_memo.get(k) if with_points else True
+            if row is None or cached_point is None:
                 missing.append(i)
                 continue
             D[i] = row
             if with_points:
-                points[i], nearest[i] = found
+                points[i], nearest[i] = cached_point
         if missing:
             missing = np.asarray(missing)
             with query_jobs(self.n_jobs):
@@ -591,7 +591,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 return points, t_hi[q] - t_lo[q] <= tol
 
             if self.method not in _REFINING:
-                return (D, spent, None) + _nearest_points(X, D, y, bd_point)
+                return (D, spent, None) + _nearest_points(X, D, bd_point)
             bar.total = None
             return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point)
 
@@ -652,7 +652,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             full = np.repeat(D[:, :, None], snap.shape[1], axis=2)
             full[rows, cls] = snap
             snap = full
-        return (D, spent, snap) + _nearest_points(X, D, y, point)
+        return (D, spent, snap) + _nearest_points(X, D, point)
 
     def distance_logits(self, X):
         """Logits ``z`` of the soft labels, before the temperature.
@@ -693,14 +693,13 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         return tags
 
 
-def _nearest_points(X, D, y, point):
+def _nearest_points(X, D, point):
     """``point(i, j)``'s boundary point of each sample's nearest other class ``j``, and ``j``.
 
     A sample gets its own row and class -1 where no other class was reached, or where the point is not
     within the search's tolerance of the boundary (a query budget stopped its bracket early).
     """
-    masked = np.where(D > 0, D, np.inf)
-    masked[np.arange(len(X)), y] = np.inf
+    masked = np.where(D > 0, D, np.inf)  # the own class's distance is 0
     nearest = masked.argmin(axis=1)
     reached = np.isfinite(masked[np.arange(len(X)), nearest])
     points = np.array(X, copy=True)

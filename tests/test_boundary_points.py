@@ -120,6 +120,10 @@ def test_distiller_default_weight_follows_the_method(digits, logreg):
     assert off.student_.boundary_ is None
     with pytest.raises(ValueError, match="method='bd'"):
         DB3Distiller(logreg, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), boundary_weight=0.3, **common).fit(X)
+    model = CountingModel(logreg)
+    with pytest.raises(ValueError, match="method='bd'"):
+        DB3Distiller(model, soft_labeler=DecisionBoundarySoftLabeler(method="plane"), boundary_weight=0.3, **common).fit(X)
+    assert model.rows == len(X)  # it says so before plane's search is paid for: only the labels were asked
 
 
 def test_boundary_term_changes_the_student_and_stays_reproducible(digits, logreg):
