@@ -6,6 +6,7 @@ becomes a soft label, and a student learns them with knowledge distillation.
 """
 
 from ._distiller import DB3Distiller
+from ._input_space import InputSpace
 from ._labeler import DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance, soft_labels
 from ._student import KDStudent, boundary_loss, distillation_loss
@@ -28,6 +29,7 @@ __all__ = [
     "DecisionBoundarySoftLabeler",
     "KDStudent",
     "ZeroShotTransferSet",
+    "InputSpace",
     "ClassCoverageWarning",
     "Teacher",
     "TorchTeacher",

