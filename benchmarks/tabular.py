@@ -319,7 +319,9 @@ def print_tables(rows, gaps, min_gap=1.0):
     print("|---|---|---|---|---|---|---|---|")
     for g in gaps:
         closed = "" if np.isnan(g["fid_gap_closed"]) else f"{g['fid_gap_closed'] + 0.0:.0%}"
-        if closed and g["gap_points"] < min_gap:
+        if closed and g["gap_points"] <= 0:
+            closed += " (white-box not above the copycat)"
+        elif closed and g["gap_points"] < min_gap:
             closed += f" (gap under {min_gap:g} point)"
         print(f"| {g['table']} | {g['teacher']} | {g['copycat']} | {pct(g['copycat_fidelity'])} | "
               f"{pct(g['white_box_fidelity'])} ({g['white_box_temperature']}) | {g['gap_points']:+.2f} | "
@@ -403,6 +405,8 @@ def main(argv=None):
         write_csv(out / f"{tag}.csv", records)  # after each table: a long run that stops keeps what it measured
     rows, gaps = summarise(records)
     write_csv(out / f"{tag}_summary.csv", rows)
+    if gaps:
+        write_csv(out / f"{tag}_gaps.csv", gaps)
     print_tables(rows, gaps)
     plot(rows, out / f"{tag}.png", f"Students of scikit-learn teachers on real tables ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
     print(f"total {time.perf_counter() - started:.0f} s; wrote {out / f'{tag}.csv'} and {out / f'{tag}_summary.csv'}")

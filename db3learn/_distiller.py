@@ -304,7 +304,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         labeler.fit(X)
         self.input_space_ = labeler.input_space_
-        Z = labeler.references_  # the student's inputs: X in the search space
+        Z = self._centred(labeler.references_)  # the student's inputs: X in the search space, centred
         self.classes_ = labeler.classes_
         hard = labeler.reference_labels_
         boundary = None
@@ -314,7 +314,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if self.boundary_weight_ > 0:  # first: a method without boundary points fails before the search is paid
                 points, nearest = labeler._boundary_points(X)
                 found = nearest >= 0
-                boundary = (points[found].astype(np.float32, copy=False), hard[found], nearest[found])
+                boundary = (self._centred(points[found]).astype(np.float32, copy=False), hard[found], nearest[found])
             distances = labeler.boundary_distances(X)  # cached by boundary_points' search when it ran
             self.temperature_ = self._temperature(distances, labeler)
             logits = distances_to_logits(distances, labeler.distance_to_logit)
@@ -427,7 +427,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
     def _student_input(self, X):
         X = self._validated(X)
-        return self.input_space_._to_z(X).astype(np.float32, copy=False)
+        return self._centred(self.input_space_._to_z(X)).astype(np.float32, copy=False)
+
+    def _centred(self, Z):
+        """Points of the search space as the student sees them (identity for images)."""
+        space = self.input_space_
+        return Z if space.identity_ else Z - space.student_offset_
 
     def predict(self, X):
         """The student's label for each sample.

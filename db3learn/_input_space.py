@@ -21,7 +21,7 @@ __all__ = ["InputSpace"]
 _FLOATS = [np.float64, np.float32]
 _TYPES = ("continuous", "integer", "binary", "categorical")
 #: "auto" keeps raw units when no column's range exceeds this many times the median range (images, digits).
-_HOMOGENEOUS_RATIO = 10.0
+_HOMOGENEOUS_RATIO = 4.0
 #: A category switch counts as distance 1: two one-hot entries of 1/sqrt(2) change.
 _ONE_HOT = 1.0 / math.sqrt(2.0)
 
@@ -50,7 +50,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
     one-hot encoded inputs while the teacher gets raw rows.
 
     Images and other homogeneous data (every column numeric, none a bool or
-    a category, and no column's range more than 10 times the median column
+    a category, and no column's range more than 4 times the median column
     range, e.g. pixels in [0, 1]) are the simple case: with
     ``scale="auto"``, ``Z`` is ``X`` itself, distances are in the units of
     ``X`` and points are clipped to the transfer set's global minimum and
@@ -60,10 +60,12 @@ class InputSpace(TransformerMixin, BaseEstimator):
     ----------
     scale : {"auto", "standard", "none"}, default="auto"
         How numeric columns are scaled in ``Z``. ``"standard"``:
-        ``(x - mean) / std`` per column (a constant column keeps its units),
-        so one unit of distance is one standard deviation of the transfer
-        set, whatever the column's units (a price in dollars does not
-        dominate a rate). ``"none"``: raw units. ``"auto"``: ``"none"`` for
+        ``x / s`` per column, ``s`` its standard deviation in the transfer
+        set rounded to the nearest power of two (a constant column keeps
+        its units), so one unit of distance is about one standard deviation
+        (within a factor of 1.42), whatever the column's units: a price in
+        dollars does not dominate a rate. The student also gets each such
+        column centred (``student_offset_``). ``"none"``: raw units. ``"auto"``: ``"none"`` for
         homogeneous data (above), else ``"standard"``. Whatever the
         scale, a binary column becomes 0/1 and a categorical column a one-hot
         block whose entries are ``1/sqrt(2)``, so that switching a flag or a
@@ -97,7 +99,13 @@ class InputSpace(TransformerMixin, BaseEstimator):
         columns).
     center_, scale_ : ndarray of float64 of shape (n_features_in_,)
         ``z = (x - center_) / scale_`` for numeric columns (0 and 1 for
-        categorical ones).
+        categorical ones). For standardised columns ``center_`` is 0 and
+        ``scale_`` the standard deviation rounded to a power of two, so that
+        a row maps to ``Z`` and back to exactly its own values.
+    student_offset_ : ndarray of float64 of shape (n_features_out_,)
+        Subtracted from ``Z`` before it reaches the student (the mean of
+        each standardised column, 0.5 for binary ones, 0 elsewhere), so that
+        the student's inputs are centred; distances do not depend on it.
     low_, high_ : ndarray of float64 of shape (n_features_in_,)
         Valid range of each numeric column, in the units of ``X``.
     categories_ : dict of int to ndarray
@@ -167,7 +175,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
         n = X.shape[1]
         self.is_frame_ = frame
         if frame:
-            self.columns_ = list(X.columns)
+            self.columns_ = X.columns
             self.dtypes_ = list(X.dtypes)
             dtype_kinds = [_dtype_kind(dt) for dt in self.dtypes_]
         else:
@@ -197,19 +205,26 @@ class InputSpace(TransformerMixin, BaseEstimator):
         low, high = self._bounds(num, numeric)
         self.low_, self.high_ = low, high
         standard = not self.identity_ and self.scale != "none"
-        center, scale = np.zeros(n), np.ones(n)
+        center, scale, offset = np.zeros(n), np.ones(n), np.zeros(n)
         for j, t in enumerate(types):
             if t in ("continuous", "integer") and standard:
-                center[j] = num[:, j].mean()
                 sd = num[:, j].std()
-                scale[j] = sd if sd > 0 else 1.0
+                # a power of two: x / scale * scale == x exactly, so rows map back to the values given
+                scale[j] = 2.0 ** np.round(np.log2(sd)) if sd > 0 else 1.0
+                offset[j] = num[:, j].mean() / scale[j]
             elif t == "binary":
                 lo, hi = _binary_values(num[:, j], low[j], high[j])
                 center[j], scale[j] = lo, (hi - lo) if hi > lo else 1.0
+                offset[j] = 0.5
         self.center_, self.scale_ = center, scale
         widths = [len(self.categories_[j]) if t == "categorical" else 1 for j, t in enumerate(types)]
         stops = np.cumsum(widths)
         self.slices_ = [slice(int(s - w), int(s)) for s, w in zip(stops, widths)]
+        self.student_offset_ = np.zeros(int(stops[-1]) if n else 0)
+        if standard:
+            for j, t in enumerate(types):
+                if t != "categorical":
+                    self.student_offset_[self.slices_[j].start] = offset[j]
         self.n_features_out_ = int(stops[-1]) if n else 0
         if self.identity_:
             self.z_low_, self.z_high_ = (low[0], high[0]) if self._global_range else (low, high)
@@ -229,7 +244,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
         if isinstance(self.feature_types, str):
             return {}
         out = {}
-        names = self.columns_ if self.columns_ is not None else []
+        names = list(self.columns_) if self.columns_ is not None else []
         for key, t in self.feature_types.items():
             if t not in _TYPES:
                 raise ValueError(f"feature_types[{key!r}] must be one of {list(_TYPES)}; got {t!r}.")
@@ -360,10 +375,11 @@ class InputSpace(TransformerMixin, BaseEstimator):
             if t == "categorical":
                 cols.append(self.categories_[j][Z[:, s].argmax(axis=1)] if len(Z) else self.categories_[j][:0])
             else:
-                x = Z[:, s.start] * self.scale_[j] + self.center_[j]
-                if t in ("integer", "binary"):
-                    x = np.rint(x)
-                cols.append(x)
+                if t == "binary":
+                    x = np.rint(Z[:, s.start]) * self.scale_[j] + self.center_[j]
+                else:
+                    x = np.clip(Z[:, s.start] * self.scale_[j] + self.center_[j], self.low_[j], self.high_[j])
+                cols.append(np.rint(x) if t == "integer" else x)
         if not self.is_frame_:
             return np.column_stack(cols).astype(self.dtypes_[0], copy=False) if cols else np.empty((len(Z), 0))
         import pandas as pd

