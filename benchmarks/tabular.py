@@ -40,9 +40,11 @@ The summary also gives the share of the copycat-to-white-box fidelity gap that
 better (by mean fidelity) of ``copycat-sklearn`` and ``copycat``. A row that fails (an
 exception) prints its error and is recorded as NaN; the others go on.
 
-    python benchmarks/tabular.py                                              # every row, 3 seeds
-    python benchmarks/tabular.py --only teacher copycat-sklearn white-box     # about 15 minutes on 2 cores
-    python benchmarks/tabular.py --quick                                      # 1 seed, OJ and diamonds, 1,000 rows each
+    python benchmarks/tabular.py                                              # every row, 3 seeds: about 12 minutes on 2 cores
+    python benchmarks/tabular.py --only teacher copycat-sklearn white-box     # about 6 minutes on 2 cores
+    python benchmarks/tabular.py --quick                                      # 1 seed, OJ and diamonds, 1,000 rows each: under a minute
+
+(Measured on 2 CPU cores that other jobs shared: indicative only.)
 
 Results: ``results/tabular.csv`` (every seed), ``results/tabular_summary.csv`` (mean and
 standard deviation over seeds) and ``results/tabular.png`` (fidelity per table and teacher).
@@ -318,11 +320,11 @@ def print_tables(rows, gaps, min_gap=1.0):
     print("\n| table | teacher | best copycat | its fidelity | white-box (T) | gap (points) | db3-defaults | gap closed |")
     print("|---|---|---|---|---|---|---|---|")
     for g in gaps:
-        closed = "" if np.isnan(g["fid_gap_closed"]) else f"{g['fid_gap_closed'] + 0.0:.0%}"
+        closed = "" if np.isnan(g["db3_fidelity"]) else f"{g['fid_gap_closed'] + 0.0:.0%}"
         if closed and g["gap_points"] <= 0:
-            closed += " (white-box not above the copycat)"
+            closed = "n/a (white-box not above the copycat)"
         elif closed and g["gap_points"] < min_gap:
-            closed += f" (gap under {min_gap:g} point)"
+            closed += f" (gap under {min_gap:g} point: noise)"
         print(f"| {g['table']} | {g['teacher']} | {g['copycat']} | {pct(g['copycat_fidelity'])} | "
               f"{pct(g['white_box_fidelity'])} ({g['white_box_temperature']}) | {g['gap_points']:+.2f} | "
               f"{pct(g['db3_fidelity'])} | {closed} |")

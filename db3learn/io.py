@@ -124,11 +124,15 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
         self.module_ = module.eval()
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(config["n_features_in"])
+        affine = config.get("input_affine")  # a table's standardisation (InputSpace), saved by save_student
+        self._affine = None if affine is None else tuple(np.asarray(v, dtype=np.float64) for v in affine)
 
     def _logits(self, X):
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X, dtype=np.float32 if self._affine is None else np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"Expected rows of {self.n_features_in_} features, an array of shape (n_samples, {self.n_features_in_}); got shape {X.shape}.")
+        if self._affine is not None:
+            X = (X * self._affine[0] + self._affine[1]).astype(np.float32)
         with torch.inference_mode():
             return self.module_(torch.from_numpy(X))
 
@@ -175,6 +179,13 @@ def save_student(distiller, directory):
             f"save_student saves students whose module is a db3learn.models class (MLP, LeNet5) given by class; "
             f"this one is {module!r}. Save distiller.student_.module_.state_dict() with torch.save yourself."
         )
+    space = distiller.input_space_
+    if not space.identity_ and "categorical" in space.feature_types_:
+        raise ValueError(
+            "save_student saves students of numeric inputs; this one was distilled on a table with categorical "
+            f"columns {[str(c) for c, t in zip(space.get_feature_names_out(), space.feature_types_) if t == 'categorical'][:5]}. "
+            "Keep the fitted DB3Distiller instead (skops.io.dump or pickle it)."
+        )
     module_params = {k[len("module__") :]: v for k, v in net.get_params().items() if k.startswith("module__")}
     classes = np.asarray(distiller.classes_)
     config = {
@@ -188,6 +199,9 @@ def save_student(distiller, directory):
         "temperature": float(distiller.temperature_),
         "kd_weight": float(distiller.kd_weight),
     }
+    if not space.identity_:  # per column, the student sees x * a + b (InputSpace's scale and centring)
+        a = 1.0 / space.scale_
+        config["input_affine"] = [a.tolist(), (-space.center_ * a - space.student_offset_).tolist()]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in net.module_.state_dict().items()}, directory / STUDENT_WEIGHTS)

@@ -200,3 +200,18 @@ def test_predict_needs_the_same_columns(credit):
     student = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(X[1000:1200])
     with pytest.raises(ValueError, match="feature names"):
         student.predict(X[1000:1010].drop(columns=["Age"]).assign(Other=1))
+
+
+def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
+    from db3learn.io import load_student, save_student
+
+    X, y = credit
+    numeric = X.drop(columns=STRINGS).to_numpy(dtype=float)  # a table as a float array, as `db3learn distill` reads a CSV
+    teacher = LogisticRegression(max_iter=2000).fit(numeric[:1000], y[:1000])
+    student = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(numeric[1000:1300])
+    assert not student.input_space_.identity_
+    loaded = load_student(save_student(student, tmp_path / "s"))
+    np.testing.assert_array_equal(loaded.predict(numeric[2000:2300]), student.predict(numeric[2000:2300]))
+    with pytest.raises(ValueError, match="categorical columns"):
+        save_student(DB3Distiller(one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:500], y[:500]),
+                                  kd_weight=0, max_epochs=2).fit(X[500:600]), tmp_path / "t")
