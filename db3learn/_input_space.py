@@ -91,26 +91,26 @@ class InputSpace(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    feature_types_ : ndarray of str of shape (n_features_in_,)
+    feature_types_ : ndarray of str of shape (``n_features_in_``,)
         The type of each input column.
     identity_ : bool
         True when ``Z`` is ``X`` itself (homogeneous data in raw units):
         transform and inverse are a clip (and a rounding of integer-typed
         columns).
-    center_, scale_ : ndarray of float64 of shape (n_features_in_,)
+    center_, scale_ : ndarray of float64 of shape (``n_features_in_``,)
         ``z = (x - center_) / scale_`` for numeric columns (0 and 1 for
         categorical ones). For standardised columns ``center_`` is 0 and
         ``scale_`` the standard deviation rounded to a power of two, so that
         a row maps to ``Z`` and back to exactly its own values.
-    student_offset_ : ndarray of float64 of shape (n_features_out_,)
+    student_offset_ : ndarray of float64 of shape (``n_features_out_``,)
         Subtracted from ``Z`` before it reaches the student (the mean of
         each standardised column, 0.5 for binary ones, 0 elsewhere), so that
         the student's inputs are centred; distances do not depend on it.
-    low_, high_ : ndarray of float64 of shape (n_features_in_,)
+    low_, high_ : ndarray of float64 of shape (``n_features_in_``,)
         Valid range of each numeric column, in the units of ``X``.
     categories_ : dict of int to ndarray
         The categories seen for each categorical column (by position).
-    z_low_, z_high_ : float or ndarray of float64 of shape (n_features_out_,)
+    z_low_, z_high_ : float or ndarray of float64 of shape (``n_features_out_``,)
         The box of valid points in ``Z``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -132,8 +132,8 @@ class InputSpace(TransformerMixin, BaseEstimator):
     >>> Z.shape  # 3 numeric columns and one-hot of 3 regions
     (4, 6)
     >>> space.inverse_transform((Z[:1] + Z[1:2]) / 2 + 0.01)  # about halfway between two rows: a valid row
-             income  children  student region
-    0  41152.704781         1     True  north
+         income  children  student region
+    0  41163.84         1     True  north
     """
 
     _parameter_constraints = {
@@ -289,13 +289,13 @@ class InputSpace(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features_in_)
+        X : array-like or DataFrame of shape (n_samples, ``n_features_in_``)
             Rows in the transfer set's format. A category never seen in
             ``fit`` gets an all-zero one-hot block.
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_features_out_)
+        Z : ndarray of shape (n_samples, ``n_features_out_``)
             float64, or ``X``'s float dtype when :attr:`identity_`.
         """
         check_is_fitted(self)
@@ -328,7 +328,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        Z : ndarray of shape (n_points, n_features_out_)
+        Z : ndarray of shape (n_points, ``n_features_out_``)
 
         Returns
         -------
@@ -356,11 +356,11 @@ class InputSpace(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        Z : ndarray of shape (n_points, n_features_out_)
+        Z : ndarray of shape (n_points, ``n_features_out_``)
 
         Returns
         -------
-        X : ndarray or DataFrame of shape (n_points, n_features_in_)
+        X : ndarray or DataFrame of shape (n_points, ``n_features_in_``)
             A DataFrame with the transfer set's columns and dtypes when it was
             one; else an array of its dtype. Every row is valid (see
             :meth:`project`).
