@@ -6,6 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from skorch import NeuralNet
+from torch.utils.data import DataLoader
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
@@ -388,7 +389,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}
         student = self.student
         if isinstance(student, NeuralNet):
-            base = {k: v for k, v in student.get_params(deep=False).items() if k not in ("criterion", "classes")}
+            base = {
+                k: v for k, v in student.get_params(deep=False).items()
+                # skorch's default DataLoader gives way to KDStudent's (same batches, cut faster)
+                if k not in ("criterion", "classes") and not (k in ("iterator_train", "iterator_valid") and v is DataLoader)
+            }
         else:
             base = {"module": MLP if student is None else student}
         module = base["module"]

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring
+from skorch.dataset import Dataset
+from torch.utils.data import DataLoader, Subset, default_collate
 from tqdm.auto import tqdm
 
 __all__ = ["KDStudent", "boundary_loss", "distillation_loss"]
@@ -115,6 +117,63 @@ class _EpochBar(Callback):
         self.bar_.close()
 
 
+def _batchable(a):
+    """``a`` as a tensor to cut batches from, or None where row-by-row collation could differ."""
+    if isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, np.ndarray) and a.ndim >= 1 and a.dtype.kind in "biuf" and a.dtype.isnative:
+        return torch.as_tensor(a)
+    return None
+
+
+class _BatchLoader(DataLoader):
+    """torch's DataLoader, cutting each batch out of array data with one index.
+
+    skorch's ``Dataset`` returns one row per ``__getitem__`` and the
+    DataLoader stacks the rows of each batch: for a small tabular student
+    that costs more than the training step. For a skorch ``Dataset`` (or a
+    ``Subset`` of one, as ``ValidSplit`` makes) over numeric NumPy arrays or
+    tensors, this loader indexes the arrays once per batch instead. The
+    batches, their order and the random numbers drawn are the DataLoader's
+    own (its sampler and batch sampler, then the base seed each DataLoader
+    iterator draws), so training is bit-identical. Anything else (workers, a
+    ``collate_fn``, pandas, dict or sparse inputs, a ``Dataset`` subclass)
+    goes through the DataLoader unchanged.
+    """
+
+    def _arrays(self):
+        if self.num_workers or self.collate_fn is not default_collate or self.batch_sampler is None:
+            return None
+        dataset, rows = self.dataset, None
+        if type(dataset) is Subset and type(dataset.dataset) is Dataset:
+            dataset, rows = dataset.dataset, torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
+        if type(dataset) is not Dataset or dataset.X_is_ndframe:
+            return None
+        X = _batchable(dataset.X)
+        y = None if dataset.y is None else _batchable(dataset.y)
+        n = len(dataset)
+        if X is None or len(X) != n or (dataset.y is not None and (y is None or len(y) != n)):
+            return None
+        return X, y, rows
+
+    def __iter__(self):
+        arrays = self._arrays()
+        if arrays is None:
+            return super().__iter__()
+        batches = iter(self.batch_sampler)  # as torch's _BaseDataLoaderIter: the (lazy) sampler first,
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # then the base seed it draws
+        return self._cut(*arrays, batches)
+
+    @staticmethod
+    def _cut(X, y, rows, batches):
+        for index in batches:
+            index = torch.as_tensor(index, dtype=torch.int64)
+            if rows is not None:
+                index = rows[index]
+            # a skorch Dataset without y gives a placeholder tensor([0.]) per row
+            yield [X[index], torch.zeros(len(index), 1) if y is None else y[index]]
+
+
 class KDStudent(NeuralNetClassifier):
     """A skorch classifier trained with the knowledge-distillation loss.
 
@@ -149,6 +208,11 @@ class KDStudent(NeuralNetClassifier):
         No validation split by default. A skorch ``ValidSplit`` works,
         stratified ones too: they stratify on the teacher's hard labels, and
         ``valid_acc`` scores against them.
+    iterator_train, iterator_valid : default=a DataLoader subclass
+        torch's ``DataLoader``, except that array data are cut into batches
+        with one index per batch instead of being collated row by row (the
+        same batches in the same order: results are those of
+        ``DataLoader``). Any skorch iterator may be given.
     verbose : int, default=0
     **kwargs
         Any other skorch ``NeuralNetClassifier`` parameter.
@@ -168,10 +232,15 @@ class KDStudent(NeuralNetClassifier):
         boundary_weight=0.0,
         criterion=torch.nn.CrossEntropyLoss,
         train_split=None,
+        iterator_train=_BatchLoader,
+        iterator_valid=_BatchLoader,
         verbose=0,
         **kwargs,
     ):
-        super().__init__(module, *args, criterion=criterion, train_split=train_split, verbose=verbose, **kwargs)
+        super().__init__(
+            module, *args, criterion=criterion, train_split=train_split, iterator_train=iterator_train,
+            iterator_valid=iterator_valid, verbose=verbose, **kwargs,
+        )
         self.temperature = temperature
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
