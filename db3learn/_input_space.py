@@ -171,10 +171,8 @@ class InputSpace(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         X = check_input(self, X, reset=True)
-        frame = is_frame(X)
         n = X.shape[1]
-        self.is_frame_ = frame
-        if frame:
+        if is_frame(X):
             self.columns_ = X.columns
             self.dtypes_ = list(X.dtypes)
             dtype_kinds = [_dtype_kind(dt) for dt in self.dtypes_]
@@ -202,7 +200,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
                 types[j] = t
         self.feature_types_ = np.asarray(types)
         self.categories_ = {j: _categories(values[j]) for j in range(n) if types[j] == "categorical"}
-        low, high = self._bounds(num, numeric)
+        low, high, global_range = self._bounds(num)
         self.low_, self.high_ = low, high
         standard = not self.identity_ and self.scale != "none"
         center, scale, offset = np.zeros(n), np.ones(n), np.zeros(n)
@@ -220,14 +218,14 @@ class InputSpace(TransformerMixin, BaseEstimator):
         widths = [len(self.categories_[j]) if t == "categorical" else 1 for j, t in enumerate(types)]
         stops = np.cumsum(widths)
         self.slices_ = [slice(int(s - w), int(s)) for s, w in zip(stops, widths)]
-        self.student_offset_ = np.zeros(int(stops[-1]) if n else 0)
+        self.n_features_out_ = int(stops[-1]) if n else 0
+        self.student_offset_ = np.zeros(self.n_features_out_)
         if standard:
             for j, t in enumerate(types):
                 if t != "categorical":
                     self.student_offset_[self.slices_[j].start] = offset[j]
-        self.n_features_out_ = int(stops[-1]) if n else 0
         if self.identity_:
-            self.z_low_, self.z_high_ = (low[0], high[0]) if self._global_range else (low, high)
+            self.z_low_, self.z_high_ = (low[0], high[0]) if global_range else (low, high)
         else:
             z_low, z_high = np.zeros(self.n_features_out_), np.zeros(self.n_features_out_)
             for j, t in enumerate(types):
@@ -260,15 +258,14 @@ class InputSpace(TransformerMixin, BaseEstimator):
     def _name(self, j):
         return self.columns_[j] if self.columns_ is not None else j
 
-    def _bounds(self, num, numeric):
+    def _bounds(self, num):
+        """(low, high) per column in the units of ``X``, and whether they are one global range."""
         n = num.shape[1]
         fr = self.feature_range
-        self._global_range = False
         if fr is None and self.identity_:
-            self._global_range = True
-            return np.full(n, num.min()), np.full(n, num.max())
+            return np.full(n, num.min()), np.full(n, num.max()), True
         if fr is None or isinstance(fr, str):
-            return num.min(axis=0), num.max(axis=0)
+            return num.min(axis=0), num.max(axis=0), False
         if len(fr) != 2:
             raise ValueError(f"feature_range must be (low, high); got {len(fr)} items.")
         low, high = (np.asarray(v, dtype=np.float64) for v in fr)
@@ -279,9 +276,8 @@ class InputSpace(TransformerMixin, BaseEstimator):
             raise ValueError(f"feature_range must be finite; got low={low}, high={high}.")
         if np.any(low > high):
             raise ValueError(f"feature_range must have low <= high everywhere; got low={low}, high={high}.")
-        self._global_range = low.ndim == 0 and high.ndim == 0 and self.identity_
-        low, high = np.broadcast_to(low, (n,)).copy(), np.broadcast_to(high, (n,)).copy()
-        return low, high
+        global_range = low.ndim == 0 and high.ndim == 0 and self.identity_
+        return np.broadcast_to(low, (n,)).copy(), np.broadcast_to(high, (n,)).copy(), global_range
 
     # -- the two directions ---------------------------------------------------------
     def transform(self, X):
@@ -334,7 +330,10 @@ class InputSpace(TransformerMixin, BaseEstimator):
         -------
         Z_valid : ndarray of the same shape and dtype
         """
-        Z = self._check_z(Z)
+        return self._project(self._check_z(Z))
+
+    def _project(self, Z):
+        """``project`` of points already checked by ``_check_z``."""
         out = np.clip(Z, self.z_low_, self.z_high_)
         if self.identity_ and "integer" not in self.feature_types_:
             return out
@@ -366,9 +365,9 @@ class InputSpace(TransformerMixin, BaseEstimator):
             :meth:`project`).
         """
         Z = self._check_z(Z)
-        if self.identity_ and not self.is_frame_:
+        if self.identity_ and self.columns_ is None:
             return np.clip(Z, self.z_low_, self.z_high_)
-        Z = self.project(Z)
+        Z = self._project(Z)
         cols = []
         for j, t in enumerate(self.feature_types_):
             s = self.slices_[j]
@@ -380,7 +379,7 @@ class InputSpace(TransformerMixin, BaseEstimator):
                 else:
                     x = np.clip(Z[:, s.start] * self.scale_[j] + self.center_[j], self.low_[j], self.high_[j])
                 cols.append(np.rint(x) if t == "integer" else x)
-        if not self.is_frame_:
+        if self.columns_ is None:
             return np.column_stack(cols).astype(self.dtypes_[0], copy=False) if cols else np.empty((len(Z), 0))
         import pandas as pd
 

@@ -391,7 +391,7 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             key += [np.asarray(v, dtype=np.float64).tobytes() for v in self.feature_range_]
         if not self.input_space_.identity_:  # distances are in its scale, points rounded to its rows
             key += [self.input_space_._fingerprint()]
-        if getattr(self, "_restricted", None) is not None:  # fewer references than rows: other distances
+        if self._restricted is not None:  # fewer references than rows: other distances
             key += [self._restricted]
         return tuple(key)
 

@@ -183,7 +183,7 @@ def save_student(distiller, directory):
     if not space.identity_ and "categorical" in space.feature_types_:
         raise ValueError(
             "save_student saves students of numeric inputs; this one was distilled on a table with categorical "
-            f"columns {[str(c) for c, t in zip(space.get_feature_names_out(), space.feature_types_) if t == 'categorical'][:5]}. "
+            f"columns {[str(space._name(j)) for j, t in enumerate(space.feature_types_) if t == 'categorical'][:5]}. "
             "Keep the fitted DB3Distiller instead (skops.io.dump or pickle it)."
         )
     module_params = {k[len("module__") :]: v for k, v in net.get_params().items() if k.startswith("module__")}

@@ -164,7 +164,7 @@ def test_standardised_columns_have_unit_spread_and_map_back_exactly(credit):
 def test_images_stay_in_their_own_units():
     X = load_digits().data / 16.0
     space = InputSpace().fit(X)
-    assert space.identity_ and space.transform(X) is not None
+    assert space.identity_
     np.testing.assert_array_equal(space.transform(X), X)
     assert (space.z_low_, space.z_high_) == (0.0, 1.0)
     points = np.random.default_rng(0).normal(size=(10, 64))
@@ -212,7 +212,7 @@ def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
     assert not student.input_space_.identity_
     loaded = load_student(save_student(student, tmp_path / "s"))
     np.testing.assert_array_equal(loaded.predict(numeric[2000:2300]), student.predict(numeric[2000:2300]))
-    with pytest.raises(ValueError, match="categorical columns"):
+    with pytest.raises(ValueError, match=r"categorical columns \['Home', 'Marital', 'Records', 'Job'\]"):
         save_student(DB3Distiller(one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:500], y[:500]),
                                   kd_weight=0, max_epochs=2).fit(X[500:600]), tmp_path / "t")
 
