@@ -31,6 +31,7 @@ def _serve(args):
     from .exceptions import DB3Error
     from .serve import Faults, serve
 
+    limits = {k: v for k, v in (("max_body_bytes", args.max_body_bytes), ("max_rows", args.max_rows)) if v is not None}
     try:
         faults = Faults(
             fail_rate=args.fail_rate,
@@ -51,6 +52,9 @@ def _serve(args):
             faults=faults,
             ledger=args.ledger,
             access_log=not args.quiet,
+            api_key_env=args.api_key_env,
+            allowed_hosts=args.allowed_host,
+            **limits,
         )
     except (DB3Error, ValueError, FileNotFoundError) as exc:
         return _error("serve", exc)
@@ -153,8 +157,8 @@ def build_parser():
         description="Serve a scikit-learn model saved with skops (MODEL.skops) or a student directory written by "
         "`db3learn distill` over HTTP, answering with labels only: POST /v2/models/NAME/infer (Open Inference "
         "Protocol) and POST /v1/models/NAME:predict (TF-Serving/KServe V1). No file is ever unpickled. For demos "
-        "and tests: no authentication, so it listens on 127.0.0.1 by default. The fault options inject errors "
-        "for testing clients.",
+        "and tests: it listens on 127.0.0.1 by default, answers only requests whose Host header names it, and asks "
+        "for an API key only with --api-key-env. The fault options inject errors for testing clients.",
     )
     serve.add_argument("model", help="a .skops file or a student directory")
     serve.add_argument("--name", help="the model's name in the URLs (default: the file name without .skops)")
@@ -163,6 +167,20 @@ def build_parser():
     serve.add_argument("--trust", action="append", metavar="TYPE", help="also load this type from the .skops file (repeatable); only for files you trust")
     serve.add_argument("--ledger", metavar="FILE", help="append a digest of every answered row to FILE (to count repeats)")
     serve.add_argument("--quiet", action="store_true", help="no access log")
+    serve.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="require the API key held in the environment variable NAME as `Authorization: Bearer KEY` on every request "
+        "but the health probes (default: no key)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; localhost, 127.0.0.1, ::1 and --host always; '*' for any)",
+    )
+    serve.add_argument("--max-body-bytes", type=int, metavar="BYTES", help="largest request body (default: 33554432, 32 MiB)")
+    serve.add_argument("--max-rows", type=int, metavar="ROWS", help="most rows in one request (default: 65536)")
     faults = serve.add_argument_group("fault injection (for testing clients)")
     faults.add_argument("--fail-rate", type=float, default=0.0, help="share of inference requests that meet a fault (default: 0)")
     faults.add_argument("--faults", default="500,503,429,slow", help="fault kinds to draw from (default: 500,503,429,slow)")
@@ -190,7 +208,7 @@ def build_parser():
     remote.add_argument("--protocol", choices=["v2", "v1"], default="v2", help="with a base URL (default: v2)")
     remote.add_argument("--output-name", help="the output that holds the labels (default: the first)")
     remote.add_argument("--max-queries", type=int, help="query budget: rows this run may send to the teacher (default: none)")
-    remote.add_argument("--cache-dir", help="persistent answer cache: a rerun asks no row twice (default: none)")
+    remote.add_argument("--cache-dir", help="persistent answer cache and budget ledger: a rerun asks no answered row twice, and --max-queries holds across reruns (default: none)")
     remote.add_argument("--batch-size", type=int, default=1024, help="rows per request (default: 1024)")
     remote.add_argument("--max-concurrency", type=int, default=4, help="requests in flight (default: 4)")
     remote.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: 30)")

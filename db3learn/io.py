@@ -8,7 +8,11 @@ JSON file naming its architecture (a module of :mod:`db3learn.models`) and
 its classes.
 """
 
+import inspect
 import json
+import pickle
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,20 @@ STUDENT_CONFIG = "student.json"
 STUDENT_WEIGHTS = "weights.pt"
 _FORMAT = "db3learn-student"
 _MODULES = {"MLP": MLP, "LeNet5": LeNet5}
+_CONFIG_KEYS = ("module_params", "classes", "classes_dtype", "n_features_in")
+# What skops raises on a file that is not one of its archives, or a damaged one: the zip reader's
+# errors, and the schema walker's on a schema.json of another shape.
+_SKOPS_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, AttributeError, TypeError, ValueError)
+_PICKLE_HINT = (
+    "If you trust that file, convert it once: `python -c \"import joblib, skops.io; "
+    "skops.io.dump(joblib.load('model.joblib'), 'model.skops')\"`."
+)
+
+
+def _reason(exc, limit=160):
+    """``exc`` as a short one-line reason for an error message."""
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def load_model(path, *, trusted=None):
@@ -54,7 +72,10 @@ def load_model(path, *, trusted=None):
         skops nor listed in ``trusted``. Nothing of the file is built.
     ValueError
         If ``path`` is in another format (a pickle, joblib or bare
-        PyTorch file), or does not hold a classifier.
+        PyTorch file, also when renamed ``.skops``), is a damaged or
+        truncated ``.skops`` archive, or does not hold a classifier; or,
+        for a student directory, as :func:`load_student`. The message
+        names the file and is one line; nothing of the file is run.
 
     Examples
     --------
@@ -76,13 +97,22 @@ def load_model(path, *, trusted=None):
     if path.suffix != ".skops":
         raise ValueError(
             f"db3learn loads scikit-learn models from .skops files and students from directories written by "
-            f"`db3learn distill`; it never unpickles a file such as {path.name}. If you trust that file, convert "
-            "it once: `python -c \"import joblib, skops.io; skops.io.dump(joblib.load('model.joblib'), "
-            "'model.skops')\"`."
+            f"`db3learn distill`; it never unpickles a file such as {path.name}. {_PICKLE_HINT}"
         )
     import skops.io
 
-    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted or ()))
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":  # a skops file is a zip archive
+        what = "a pickle" if head[:1] == b"\x80" else "no zip archive"
+        raise ValueError(
+            f"{path} holds {what}, not a skops archive, though it is named .skops; db3learn never unpickles a "
+            f"file. {_PICKLE_HINT}"
+        )
+    try:
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted or ()))
+    except _SKOPS_READ_ERRORS as exc:
+        raise _unreadable_skops(path, exc) from exc
     if untrusted:
         raise UntrustedModelError(
             f"{path.name} holds types that skops does not trust: {untrusted}. Loading them could run their "
@@ -90,10 +120,20 @@ def load_model(path, *, trusted=None):
             f"explicitly: load_model(path, trusted={untrusted}), or `db3learn serve --trust TYPE` for each.",
             untrusted_types=untrusted,
         )
-    model = skops.io.load(path, trusted=list(trusted or ()) or None)
+    try:
+        model = skops.io.load(path, trusted=list(trusted or ()) or None)
+    except _SKOPS_READ_ERRORS as exc:
+        raise _unreadable_skops(path, exc) from exc
     if not hasattr(model, "predict"):
         raise ValueError(f"{path.name} holds a {type(model).__name__}, which has no predict method; save a fitted classifier.")
     return model
+
+
+def _unreadable_skops(path, exc):
+    return ValueError(
+        f"{path} is not a readable .skops file ({_reason(exc)}): expected a complete zip archive written by "
+        "skops.io.dump. The file may be truncated or damaged; save the model again with skops.io.dump(model, path)."
+    )
 
 
 class SavedStudent(ClassifierMixin, BaseEstimator):
@@ -225,33 +265,73 @@ def load_student(directory):
     FileNotFoundError
         If ``student.json`` or ``weights.pt`` is missing.
     ValueError
-        If the configuration is not a db3learn student's or names an
-        unknown architecture, or the weights do not fit it.
+        If ``student.json`` is not JSON, not a db3learn student's
+        configuration, lacks a key, names an unknown architecture or
+        parameters it does not take; or if ``weights.pt`` is not a
+        ``state_dict`` of tensors (a pickle of other objects is refused by
+        ``torch.load(weights_only=True)`` and nothing in it is run), is
+        damaged, or does not fit the architecture. The message is one line
+        and names the file.
     """
     directory = Path(directory)
     config_path, weights_path = directory / STUDENT_CONFIG, directory / STUDENT_WEIGHTS
     for p in (config_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} is missing: {directory} is not a student directory written by `db3learn distill`.")
-    config = json.loads(config_path.read_text())
+    redo = "Save the student again with db3learn.io.save_student or `db3learn distill`."
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{config_path} is not JSON ({_reason(exc)}): expected a db3learn student configuration. {redo}") from exc
     if not isinstance(config, dict) or config.get("format") != _FORMAT:
         raise ValueError(f"{config_path} is not a db3learn student configuration (no \"format\": \"{_FORMAT}\").")
     module_cls = _MODULES.get(config.get("module"))
     if module_cls is None:
         raise ValueError(f"{config_path} names the architecture {config.get('module')!r}; db3learn knows {sorted(_MODULES)}.")
-    params = dict(config["module_params"])
-    if params.get("hidden_units") is not None:
-        params["hidden_units"] = tuple(params["hidden_units"])
-    if params.get("input_shape") is not None:
-        params["input_shape"] = tuple(params["input_shape"])
-    module = module_cls(**params)
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    missing = [k for k in _CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"{config_path} lacks the keys {missing} of a db3learn student configuration. {redo}")
+    params, name = config["module_params"], config["module"]
+    if not isinstance(params, dict):
+        raise ValueError(f"{config_path}: module_params must be an object of {name}'s parameters; got a {type(params).__name__}. {redo}")
+    accepted = list(inspect.signature(module_cls).parameters)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{config_path} gives {name} parameters it does not take: {unknown}; it takes {accepted}. Remove them "
+            f"from the file, or save the student again with db3learn.io.save_student or `db3learn distill`."
+        )
+    try:
+        params = dict(params)
+        for key in ("hidden_units", "input_shape"):
+            if params.get(key) is not None:
+                params[key] = tuple(params[key])
+        module = module_cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{config_path}: {name} cannot be built from module_params {params} ({_reason(exc)}). {redo}") from exc
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's own text suggests weights_only=False: never relay that
+        raise ValueError(
+            f"{weights_path} holds objects other than tensors, which torch.load(weights_only=True) refuses, so "
+            f"nothing in it was run or loaded: expected the state_dict written by save_student. {redo}"
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"{weights_path} is not a readable PyTorch weights file ({_reason(exc, 100)}): it may be truncated or "
+            f"damaged. {redo}"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"{weights_path} holds a {type(state).__name__}; expected a state_dict (a dict of tensors). {redo}")
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"{weights_path} does not fit the architecture in {config_path}: {exc}") from exc
-    classes = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
-    return SavedStudent(module, classes, config)
+        raise ValueError(f"{weights_path} does not fit the architecture in {config_path} ({_reason(exc, 300)}). {redo}") from exc
+    try:
+        classes = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        return SavedStudent(module, classes, config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{config_path} holds classes, n_features_in or input_affine of the wrong form ({_reason(exc)}). {redo}") from exc
 
 
 def _jsonable(value):

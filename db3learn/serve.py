@@ -4,7 +4,13 @@ The endpoint speaks the Open Inference Protocol REST API (V2: health,
 metadata, readiness and ``POST /v2/models/{name}/infer``) and the
 TF-Serving/KServe V1 predict API, and answers with labels only, as the
 black-box teachers of DB3KD do. It is meant for demos and tests on
-127.0.0.1: it has no authentication. For fault tests it can inject HTTP 5xx,
+127.0.0.1. Before a request reaches the model it is checked: its ``Host``
+header must name this server (the loopback names by default, against DNS
+rebinding), it must carry the API key when one is set (``Authorization:
+Bearer KEY``; off by default), and its body and rows must be within the
+limits (32 MiB, 65,536 rows by default), counted before the body is parsed.
+The key is a shared secret over plain HTTP: off loopback, put the server
+behind a TLS proxy. For fault tests it can inject HTTP 5xx,
 429 with ``Retry-After``, slow answers and stalls (:class:`Faults`), and it
 counts the rows it receives and answers, optionally writing a digest of each
 answered row to a ledger file, so that a test can prove no row was asked
@@ -12,8 +18,12 @@ twice.
 """
 
 import asyncio
+import hmac
 import ipaddress
+import logging
+import os
 import random
+import re
 import sys
 import threading
 from collections import Counter
@@ -27,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from . import __version__
 from ._remote import decode_v2_tensor, v2_datatype
@@ -35,9 +46,19 @@ from .io import SavedStudent, load_model
 
 __all__ = ["Faults", "create_app", "serve"]
 
+logger = logging.getLogger(__name__)
+
 FAULT_KINDS = ("500", "503", "429", "slow")
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "label"
+# 32 MiB: a 4096-row batch of MNIST pixels (784 values, multiples of 1/255) is 21.5 MiB of JSON; rows of
+# arbitrary floats, such as boundary-search queries, take about 15 KiB each, so RemoteTeacher's default
+# batch of 1024 of them (14.8 MiB) fits twice.
+MAX_BODY_BYTES = 32 * 2**20
+MAX_ROWS = 65_536
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # answered without the API key: liveness and readiness probes
+_HOST_HEADER = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
 @dataclass
@@ -118,6 +139,128 @@ class _BadRequest(Exception):
         self.status = status
 
 
+def _host_name(header):
+    """The host name of a ``Host`` header, lower case, without port or IPv6 brackets; None if malformed."""
+    match = _HOST_HEADER.fullmatch((header or "").strip().lower())
+    return match["name"].strip("[]") if match else None
+
+
+class _Secret:
+    """An API key that ``repr`` and ``str`` do not show; compared in constant time."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value):
+        self._value = value.encode()
+
+    def __repr__(self):
+        return "<hidden>"
+
+    __str__ = __repr__
+
+    def matches(self, token):
+        return hmac.compare_digest(token, self._value)
+
+
+class _Guard:
+    """ASGI middleware: refuses a request before the application reads it.
+
+    In order: a ``Host`` header not in ``allowed_hosts`` (400), a missing or
+    wrong API key (401), a body longer than ``max_body_bytes`` (413, by its
+    ``Content-Length`` or, for a chunked body, as it arrives). A body within
+    the limit is read whole and handed on; so no request body larger than
+    the limit is held in memory or parsed.
+    """
+
+    def __init__(self, app, *, book, allowed_hosts, api_key, max_body_bytes):
+        self.app = app
+        self.book = book
+        self.allowed_hosts = allowed_hosts  # lower-case names, or None for any
+        self.api_key = api_key  # a _Secret, or None
+        self.max_body_bytes = max_body_bytes
+
+    def _refuse(self, reason, message, status, headers=None):
+        with self.book._lock:
+            self.book.refused[reason] += 1
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    def _check(self, scope, headers):
+        """The refusal of a request by its headers, or None."""
+        if self.allowed_hosts is not None:
+            name = _host_name(headers.get("host"))
+            if name not in self.allowed_hosts:
+                return self._refuse(
+                    "host",
+                    f"This server does not answer for the Host {headers.get('host')!r}: it accepts "
+                    f"{sorted(self.allowed_hosts)} (any port). Connect through one of these names, or start the server "
+                    "with --allowed-host NAME (allowed_hosts=) for the name your clients use.",
+                    400,
+                )
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return self._refuse(
+                    "api_key",
+                    "This server requires an API key: send it in the header `Authorization: Bearer KEY` "
+                    "(RemoteTeacher(api_key_env=NAME) does).",
+                    401,
+                    {"WWW-Authenticate": 'Bearer realm="db3learn"'},
+                )
+            if not self.api_key.matches(token.strip().encode("latin-1")):  # header values are latin-1
+                return self._refuse(
+                    "api_key",
+                    "The API key in the Authorization header was refused: check it against the server's.",
+                    401,
+                    {"WWW-Authenticate": 'Bearer realm="db3learn", error="invalid_token"'},
+                )
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:  # the server checked its form
+            return self._too_large(f" of {int(declared):,} bytes")
+        return None
+
+    def _too_large(self, size):
+        return self._refuse(
+            "body_size",
+            f"The request body{size} is larger than this server's limit of {self.max_body_bytes:,} bytes "
+            "(max_body_bytes=, `db3learn serve --max-body-bytes`): send fewer rows per request "
+            "(RemoteTeacher(batch_size=...)).",
+            413,
+            {"Connection": "close"},
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._check(scope, Headers(scope=scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:  # a chunked body, or one longer than its Content-Length said
+                await self._too_large("")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 class _Ledger:
     """What the server saw: requests, rows received and answered, faults; digests of answered rows."""
 
@@ -128,6 +271,7 @@ class _Ledger:
         self.rows_answered = 0
         self.stalled = 0
         self.faults = Counter()
+        self.refused = Counter()
         self._answered = Counter()
         self._file = open(path, "a", encoding="ascii") if path is not None else None  # noqa: SIM115 - kept open while serving
         self._lock = threading.Lock()
@@ -151,6 +295,7 @@ class _Ledger:
                 "repeated_rows_answered": self.rows_answered - len(self._answered),
                 "stalled": self.stalled,
                 "faults": dict(self.faults),
+                "refused": dict(self.refused),
             }
 
 
@@ -166,7 +311,17 @@ def _output_tensor(labels):
     return {"name": OUTPUT_NAME, "shape": [len(labels)], "datatype": v2_datatype(labels.dtype), "data": labels.tolist()}
 
 
-def create_app(model, *, model_name, faults=None, ledger=None):
+def create_app(
+    model,
+    *,
+    model_name,
+    faults=None,
+    ledger=None,
+    api_key=None,
+    allowed_hosts=None,
+    max_body_bytes=MAX_BODY_BYTES,
+    max_rows=MAX_ROWS,
+):
     """A FastAPI application serving ``model``'s labels under ``model_name``.
 
     Routes (Open Inference Protocol REST, then V1, then db3learn's own):
@@ -177,8 +332,19 @@ def create_app(model, *, model_name, faults=None, ledger=None):
     ``GET /v1/models/{name}`` (``{"name", "ready"}``),
     ``POST /v1/models/{name}:predict`` (``{"instances": rows}`` ->
     ``{"predictions": labels}``); ``GET /db3learn/stats`` (requests, rows
-    received and answered, repeated rows, faults injected). Errors are
-    ``{"error": message}`` with HTTP 400 (bad request) or 404 (unknown model).
+    received and answered, repeated rows, faults injected, requests
+    refused). Errors are ``{"error": message}`` with HTTP 400 (bad request,
+    or a ``Host`` not allowed), 401 (API key missing or wrong, with
+    ``WWW-Authenticate: Bearer``), 404 (unknown model) or 413 (body or
+    rows past the limits).
+
+    Every request is checked before the application reads its body: its
+    ``Host`` header (against DNS rebinding: a web page whose name is made to
+    resolve to 127.0.0.1 sends its own name), then its API key, then its
+    body's size, by ``Content-Length`` and, for a chunked body, as it
+    arrives. When ``model.predict`` raises ``ValueError``, the client gets a
+    generic message and the exception is logged on the ``db3learn.serve``
+    logger, since its text may tell more about the model than its labels.
 
     Parameters
     ----------
@@ -190,13 +356,44 @@ def create_app(model, *, model_name, faults=None, ledger=None):
     ledger : str, path or None, default=None
         File to which a hex digest of each answered row is appended, one
         per line (the digest of :class:`~db3learn.Teacher`'s cache).
+    api_key : str or None, default=None
+        When given, every request but ``GET /v2/health/live`` and ``GET
+        /v2/health/ready`` must carry ``Authorization: Bearer <api_key>``
+        (compared in constant time); ``None`` asks for no key.
+    allowed_hosts : list of str or None, default=None
+        Host names (without port; IPv6 addresses with or without brackets)
+        accepted in the ``Host`` header, on top of ``localhost``,
+        ``127.0.0.1`` and ``::1``, which are always accepted, with any port.
+        ``["*"]`` accepts any ``Host``: only behind a proxy that checks it.
+        (FastAPI's ``TestClient`` sends ``Host: testserver``: give it
+        ``base_url="http://127.0.0.1"``.)
+    max_body_bytes : int, default=33554432 (32 MiB)
+        Largest request body, in bytes. 32 MiB holds 4096 rows of MNIST
+        pixels, or about 2200 rows of 784 arbitrary floats, as JSON.
+    max_rows : int, default=65536
+        Most rows in one inference request.
 
     Returns
     -------
     app : fastapi.FastAPI
         ``app.state.ledger.as_dict()`` gives the counts served at
         ``/db3learn/stats``.
+
+    Raises
+    ------
+    ValueError
+        If ``api_key`` is empty, ``max_body_bytes`` or ``max_rows`` is not a
+        positive integer, or ``allowed_hosts`` is a single string.
     """
+    for name, value in (("max_body_bytes", max_body_bytes), ("max_rows", max_rows)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key):
+        raise ValueError("api_key must be a non-empty string, or None for no key.")
+    if isinstance(allowed_hosts, str):
+        raise ValueError(f"allowed_hosts must be a list of host names, such as [{allowed_hosts!r}]; got a string.")
+    hosts = [h.strip().lower().strip("[]") for h in allowed_hosts or ()]
+    hosts = None if "*" in hosts else frozenset(LOOPBACK_HOSTS).union(hosts)
     faults = faults or Faults()
     rng = random.Random(faults.seed)
     book = _Ledger(ledger)
@@ -210,6 +407,7 @@ def create_app(model, *, model_name, faults=None, ledger=None):
     app = FastAPI(title=f"db3learn serve: {model_name}", version=__version__, docs_url=None, redoc_url=None)
     app.state.ledger = book
     app.state.faults = faults
+    app.state.limits = {"max_body_bytes": int(max_body_bytes), "max_rows": int(max_rows)}
 
     def error(message, status=400):
         return JSONResponse({"error": message}, status_code=status)
@@ -229,9 +427,22 @@ def create_app(model, *, model_name, faults=None, ledger=None):
             book.requests += 1
         return await call_next(request)
 
+    key = None if api_key is None else _Secret(api_key)
+    app.add_middleware(_Guard, book=book, allowed_hosts=hosts, api_key=key, max_body_bytes=int(max_body_bytes))  # outermost
+
     def check_name(name):
         if name != model_name:
             raise _BadRequest(f"Unknown model {name!r}; this server serves {model_name!r}.", 404)
+
+    def check_n_rows(n_rows):
+        if n_rows > max_rows:
+            with book._lock:
+                book.refused["rows"] += 1
+            raise _BadRequest(
+                f"{n_rows:,} rows in one request are more than this server's limit of {max_rows:,} (max_rows=, "
+                "`db3learn serve --max-rows`): send fewer rows per request (RemoteTeacher(batch_size=...)).",
+                413,
+            )
 
     def check_rows(X):
         if X.ndim != 2 or (n_features is not None and X.shape[1] != n_features):
@@ -275,8 +486,13 @@ def create_app(model, *, model_name, faults=None, ledger=None):
 
         try:
             labels = await run_in_threadpool(predict)
-        except ValueError as exc:
-            raise _BadRequest(f"The model refused the input: {exc}") from exc
+        except ValueError as exc:  # its text is the model's, and may describe it: log it, answer in general terms
+            logger.warning(
+                "Model %r could not answer %d rows of shape %s: %s: %s", model_name, len(X), list(X.shape), type(exc).__name__, exc
+            )
+            raise _BadRequest(
+                f"The model could not answer this request: check the input's shape and dtype against GET /v2/models/{model_name}."
+            ) from None
         book.answered(X)
         return labels
 
@@ -314,6 +530,8 @@ def create_app(model, *, model_name, faults=None, ledger=None):
         check_name(name)
         if len(body.inputs) != 1:
             raise _BadRequest(f"Expected one input tensor; got {len(body.inputs)}.")
+        shape = body.inputs[0].shape
+        check_n_rows(shape[0] if shape else 1)
         requested = [o.name for o in body.outputs or []]
         if any(o != OUTPUT_NAME for o in requested):
             raise _BadRequest(f"Unknown outputs {requested}; this model has one output, {OUTPUT_NAME!r}.")
@@ -334,6 +552,7 @@ def create_app(model, *, model_name, faults=None, ledger=None):
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(name: str, body: _PredictRequest):
         check_name(name)
+        check_n_rows(len(body.instances))
         try:
             X = np.asarray(body.instances)
         except ValueError:
@@ -352,7 +571,21 @@ def create_app(model, *, model_name, faults=None, ledger=None):
     return app
 
 
-def serve(model_path, *, model_name=None, host="127.0.0.1", port=8080, trusted=None, faults=None, ledger=None, access_log=True):
+def serve(
+    model_path,
+    *,
+    model_name=None,
+    host="127.0.0.1",
+    port=8080,
+    trusted=None,
+    faults=None,
+    ledger=None,
+    access_log=True,
+    api_key_env=None,
+    allowed_hosts=None,
+    max_body_bytes=MAX_BODY_BYTES,
+    max_rows=MAX_ROWS,
+):
     """Serve the model saved at ``model_path`` until interrupted (``db3learn serve``).
 
     Parameters
@@ -364,7 +597,10 @@ def serve(model_path, *, model_name=None, host="127.0.0.1", port=8080, trusted=N
         The name in the URL paths; ``None`` uses the file's or directory's
         name without its suffix.
     host : str, default="127.0.0.1"
-        The endpoint has no authentication: keep it on a loopback address.
+        The address to listen on. Off loopback, set ``api_key_env`` and put
+        a TLS proxy in front: the key would otherwise cross the network in
+        clear. Unless it is a wildcard address (``0.0.0.0``, ``::``), it is
+        added to ``allowed_hosts``.
     port : int, default=8080
     trusted : list of str or None, default=None
         Extra types to trust in a ``.skops`` file, see :func:`~db3learn.io.load_model`.
@@ -373,29 +609,65 @@ def serve(model_path, *, model_name=None, host="127.0.0.1", port=8080, trusted=N
         See :func:`create_app`.
     access_log : bool, default=True
         Log each request (method, path, status; never headers) on stderr.
+    api_key_env : str or None, default=None
+        Name of the environment variable holding the API key that clients
+        must send as ``Authorization: Bearer KEY`` (see :func:`create_app`).
+        The key is read from the environment only, so that it is not on the
+        command line, and never printed. ``None``: no key.
+    allowed_hosts : list of str or None, default=None
+    max_body_bytes : int, default=33554432 (32 MiB)
+    max_rows : int, default=65536
+        See :func:`create_app`.
 
     Raises
     ------
     UntrustedModelError, ValueError, FileNotFoundError
         From :func:`~db3learn.io.load_model`.
+    ValueError
+        If ``api_key_env`` names a variable that is not set or empty, or a
+        limit is not a positive integer.
     """
     import uvicorn
 
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ValueError(
+                f"The environment variable {api_key_env} (--api-key-env) is not set or empty; it must hold the API key "
+                f"clients send. Export it before starting the server, e.g. `export {api_key_env}=...`."
+            )
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        loopback, wildcard = address.is_loopback, address.is_unspecified
+    except ValueError:  # a name
+        loopback, wildcard = host.lower() == "localhost", False
+    if isinstance(allowed_hosts, str):
+        raise ValueError(f"allowed_hosts must be a list of host names, such as [{allowed_hosts!r}]; got a string.")
+    hosts = [*(allowed_hosts or ()), *([] if wildcard else [host])]  # the name or address clients connect to
     path = Path(model_path)
     model = load_model(path, trusted=trusted)
     if model_name is None:
         model_name = path.resolve().name if path.is_dir() else path.stem
     name = model_name
-    app = create_app(model, model_name=name, faults=faults, ledger=ledger)
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
+    app = create_app(
+        model,
+        model_name=name,
+        faults=faults,
+        ledger=ledger,
+        api_key=api_key,
+        allowed_hosts=hosts,
+        max_body_bytes=max_body_bytes,
+        max_rows=max_rows,
+    )
     if not loopback:
-        print(f"db3learn serve: warning: {host} is not a loopback address, and this endpoint has no authentication.", file=sys.stderr)
+        advice = "put a TLS proxy in front, or the API key crosses the network in clear" if api_key else "it has no authentication: set --api-key-env"
+        names = "; add the names clients use with --allowed-host, as requests naming another Host are refused" if wildcard else ""
+        print(f"db3learn serve: warning: {host} is not a loopback address: {advice}{names}.", file=sys.stderr)
     print(
         f"db3learn serve: {path} as model {name!r} on http://{host}:{port} "
-        f"(V2: POST /v2/models/{name}/infer, V1: POST /v1/models/{name}:predict)",
+        f"(V2: POST /v2/models/{name}/infer, V1: POST /v1/models/{name}:predict)"
+        + (f"; API key from ${api_key_env} required" if api_key else ""),
         file=sys.stderr,
         flush=True,
     )
