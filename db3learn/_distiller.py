@@ -314,7 +314,10 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If ``X`` is not 2-D or holds NaN, missing values or infinity.
+            If ``X`` is not 2-D or holds NaN, missing values or infinity, or
+            if the teacher answers one class only to every row of the
+            transfer set (the message gives the queries spent; the answers
+            stay cached in the teacher).
         QueryBudgetExceeded, TeacherError, TeacherAnswerError
             From the teacher; answers and distances computed so far stay
             cached, so a new ``fit`` resumes where this one stopped.
@@ -335,6 +338,15 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if labeler.random_state is None and self.random_state is not None:
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         labeler.fit(X)
+        answered = np.unique(labeler.reference_labels_)
+        if len(answered) < 2:  # before the boundary searches are paid: there is no boundary to find
+            raise ValueError(
+                f"DB3Distiller: the teacher answered class {labeler.classes_[answered].tolist()[0]!r} to all "
+                f"{len(labeler.references_):,} rows of the transfer set ({teacher.n_queries - q0:,} queries), so there "
+                "is only one class to learn; a student needs at least two classes. The answers stay cached in the "
+                "teacher. Give a transfer set on which the teacher answers at least two classes, or check that the "
+                "teacher is the model you meant."
+            )
         self.input_space_ = labeler.input_space_
         Z = self._centred(labeler.references_)  # the student's inputs: X in the search space, centred
         self.classes_ = labeler.classes_

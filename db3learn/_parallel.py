@@ -58,8 +58,8 @@ def _answer_chunk(fork, X, sizes, n_before):
     """In a worker: ask the batches of one chunk, in order; never raises.
 
     Returns the label of each row (``None`` where unanswered), whether each
-    row was answered, the rows sent to the model, the fork's counters and
-    the error that stopped the chunk (with its cause, when it pickles).
+    row was answered, what the fork learnt beyond the answers, and the
+    error that stopped the chunk (with its cause, when it pickles).
     """
     batches = np.split(np.arange(len(X)), np.cumsum(sizes)[:-1])
     codes = np.full(len(X), -1, dtype=np.int64)
@@ -78,7 +78,7 @@ def _answer_chunk(fork, X, sizes, n_before):
         fork._close_fork()
     answered = codes >= 0
     labels = np.asarray(fork._labels, dtype=object)[codes[answered]] if answered.any() else np.empty(0, dtype=object)
-    return labels, answered, fork.n_queries, fork._fork_state(), error, cause
+    return labels, answered, fork._fork_state(), error, cause
 
 
 def answer_in_chunks(teacher, X, batches, keys, codes):
@@ -89,23 +89,24 @@ def answer_in_chunks(teacher, X, batches, keys, codes):
     one batch, so that the caller asks serially. Each worker gets a copy of
     the teacher without its cache or budget (the caller reserved the rows
     within the budget) and the rows of its chunk. After every chunk is
-    back, their answers are filed in batch order; then the first error,
-    in batch order, is raised. Answers of the other chunks are kept.
+    back, their answers are filed (and counted) in batch order; then the
+    first error, in batch order, is raised. Answers of the other chunks are
+    kept. Each chunk gets a copy of its own, so that chunks answered by
+    threads of one process (the threading backend) share no connection,
+    counter or label table.
     """
     n_jobs = _N_JOBS.get()
     if n_jobs < 2 or len(batches) < 2:
         return False
     chunks = _group(batches, min(n_jobs, len(batches)))
-    fork = teacher._fork(len(chunks))
     starts = np.cumsum([0] + [sum(len(b) for b in chunk) for chunk in chunks])
     tasks = (
-        delayed(_answer_chunk)(fork, take_rows(X, np.concatenate(chunk)), [len(b) for b in chunk], int(start))
+        delayed(_answer_chunk)(teacher._fork(len(chunks)), take_rows(X, np.concatenate(chunk)), [len(b) for b in chunk], int(start))
         for chunk, start in zip(chunks, starts)
     )
     results = Parallel(n_jobs=len(chunks))(tasks)
     error = None
-    for chunk, (labels, answered, n_queries, state, exc, cause) in zip(chunks, results):
-        teacher.n_queries += n_queries
+    for chunk, (labels, answered, state, exc, cause) in zip(chunks, results):
         teacher._merge_fork_state(state)
         offset = 0
         position = np.cumsum(answered) - 1  # row of the chunk -> index into labels

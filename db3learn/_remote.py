@@ -127,11 +127,13 @@ def _as_labels(values, n, *, what, fix, raw):
             )
         values = values.reshape(n)
     if values.dtype.kind == "f":
+        from ._teachers import _scores_not_labels  # the words a local teacher's answer gets
+
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
             raise TeacherAnswerError(
-                f"Expected class labels; {what} holds non-integer values such as {values[bad][:3].tolist()}, "
-                f"which look like scores or probabilities. {fix} The server answered {quote_response(raw)}."
+                f"Expected class labels; {what} holds {_scores_not_labels(values[bad], values.dtype)}. {fix} "
+                f"The server answered {quote_response(raw)}."
             )
         values = values.astype(np.int64)
     elif values.dtype.kind in "iu":
@@ -234,7 +236,14 @@ class _V1(_Codec):
                 f"Expected one label (a number or a string) per row in the predictions; the server "
                 f"answered {quote_response(raw)}."
             )
-        return _as_labels(values, n, what="the predictions", fix="Serve the model's predicted labels, not its scores.", raw=raw)
+        from ._teachers import _check_one_type
+
+        try:  # numpy makes one type of several: JSON [1, "a"] -> ["1", "a"], [true, 2] -> [1, 2]
+            _check_one_type(np.asarray(predictions, dtype=object).reshape(-1), "predictions")
+        except TeacherAnswerError as exc:
+            raise TeacherAnswerError(f"{exc} The server answered {quote_response(raw)}.") from None
+        fix = "Serve the model's predict(X), or the class of highest score, not its scores."
+        return _as_labels(values, n, what="the predictions", fix=fix, raw=raw)
 
 
 class _Transient(Exception):
@@ -379,16 +388,40 @@ class _Endpoint:
                 self._client.close()
                 self._client = None
 
-    def _headers(self):
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    def _api_key(self):
+        """The API key from ``api_key_env``, checked; None without one. Errors never quote it."""
         if self.api_key_env is None:
-            return headers
+            return None
         key = os.environ.get(self.api_key_env)
         if not key:
             raise RemoteTeacherError(
                 f"The environment variable {self.api_key_env} (api_key_env) is not set or empty; it must hold "
                 f"the API key for {self.base_url}. Export it before running, e.g. `export {self.api_key_env}=...`."
             )
+        value = f"{self.api_key_prefix}{key}"
+        if key != key.strip() or not value.isprintable() or not value.isascii():
+            what = "leading or trailing whitespace (a trailing newline?)" if key != key.strip() else "characters that cannot go in an HTTP header (control or non-ASCII characters)"
+            raise RemoteTeacherError(
+                f"The API key in the environment variable {self.api_key_env} (api_key_env) holds {what}, so it "
+                f"cannot be sent in the {self.api_key_header} header. Set it to the key alone, e.g. "
+                f"`export {self.api_key_env}=\"$(tr -d '[:space:]' < keyfile)\"`."
+            )
+        return key
+
+    def _scrub(self, text):
+        """``text`` (a server's answer, to be quoted in an error) with the API key blotted out."""
+        text = str(text)
+        key = os.environ.get(self.api_key_env) if self.api_key_env is not None else None
+        for secret in sorted({key, key.strip()}, key=len, reverse=True) if key else ():
+            if secret:
+                text = text.replace(secret, "[api key]")
+        return text
+
+    def _headers(self):
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = self._api_key()
+        if key is None:
+            return headers
         parts = urlsplit(self.base_url)
         if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
             raise RemoteTeacherError(
@@ -478,7 +511,7 @@ class _Endpoint:
         status = response.status_code
         if status < 400:
             return
-        text = response.text
+        text = self._scrub(response.text)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.max_backoff:
@@ -524,7 +557,7 @@ class _Endpoint:
         else:
             datatype = v2_datatype(X.dtype)
         response = self._send("POST", self.codec.infer_path, self.codec.request(X, name, datatype))
-        raw = response.text
+        raw = self._scrub(response.text)
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -535,6 +568,7 @@ class _Endpoint:
         return self.codec.labels(answer, len(X), raw)
 
     def ready(self):
+        self._get_client()  # a missing or malformed API key is an error, not "not ready"
         try:
             response = self._send("GET", self.codec.ready_path)
         except RemoteTeacherError as exc:
@@ -550,10 +584,14 @@ class _Endpoint:
 
 
 class _DiskAnswers:
-    """Answers on disk (diskcache), keyed by model identity and row digest.
+    """Answers on disk (diskcache), keyed by model identity and row digest, and the budget's ledger.
 
     Labels are stored as JSON text (which keeps ints, floats, strings and
     booleans apart) and the cache refuses to unpickle anything it finds.
+    The ledger counts the rows of this model answered (or in flight)
+    through the directory, by every process and run that shares it; it is
+    updated in SQLite transactions, so that processes sharing the directory
+    reserve rows of one budget without overspending it.
     """
 
     def __init__(self, directory, identity):
@@ -589,6 +627,30 @@ class _DiskAnswers:
         with cache.transact():
             for k, label in zip(keys, np.asarray(labels).tolist()):
                 cache.set(self.prefix + k.hex(), json.dumps(label))
+
+    # -- the budget's ledger ------------------------------------------------------------
+    @property
+    def _spent_key(self):
+        return f"{self.prefix}:spent"
+
+    def spent(self):
+        """Rows answered (or in flight) through this directory, over every process and run."""
+        return int(self._open().get(self._spent_key, 0))
+
+    def reserve(self, n, limit):
+        """Reserve up to ``n`` rows, at most ``limit`` in all (None: no limit); return how many."""
+        cache = self._open()
+        with cache.transact():
+            spent = int(cache.get(self._spent_key, 0))
+            allowed = n if limit is None else max(0, min(n, limit - spent))
+            cache.set(self._spent_key, spent + allowed)
+        return allowed
+
+    def refund(self, n):
+        """Give back ``n`` reserved rows that were not answered."""
+        cache = self._open()
+        with cache.transact():
+            cache.set(self._spent_key, max(0, int(cache.get(self._spent_key, 0)) - n))
 
     def close(self):
         with self._lock:
@@ -632,7 +694,8 @@ class RemoteTeacher(Teacher):
     asks for when it sends one. With ``cache_dir``, every answer is written
     to disk as soon as it arrives, keyed by the model's identity and the
     row's bytes: a run that was killed, ran out of budget or lost the
-    server resumes without asking any row twice.
+    server resumes without asking any row twice (a run killed outright
+    asks again at most the rows in flight: ``max_concurrency * batch_size``).
 
     Parameters
     ----------
@@ -678,7 +741,14 @@ class RemoteTeacher(Teacher):
     cache_dir : str, path or None, default=None
         Directory of the persistent answer cache (created if needed). Rows
         already answered there, by this process or an earlier one, cost
-        nothing. ``None``: answers are cached in memory only.
+        nothing. It also keeps the ledger of the rows this model answered
+        through it, against which ``max_queries`` is checked: the budget
+        holds across the processes and reruns that share the directory
+        (raise ``max_queries`` to spend more). A run killed with
+        ``kill -9`` may ask again the rows of the requests it had in flight,
+        at most ``max_concurrency * batch_size`` rows per kill; they are
+        counted once more. ``None``: answers are cached in memory only, and
+        the budget is this object's.
     cache_key : str or None, default=None
         The model's identity in ``cache_dir``. ``None`` derives it from
         ``protocol``, ``base_url``, ``model_name``, ``model_version``,
@@ -706,7 +776,10 @@ class RemoteTeacher(Teacher):
     Attributes
     ----------
     n_queries : int
-        Rows sent to the server (a request that is retried counts once).
+        Rows the server answered through this object (a request that is
+        retried counts once; the rows of a request that failed for good do
+        not count, though the server may have processed them:
+        ``n_requests`` counts every request sent).
     n_cache_hits : int
         Rows answered from the cache, in memory or on disk.
     n_requests : int
@@ -896,7 +969,6 @@ class RemoteTeacher(Teacher):
         try:
             if self.max_concurrency == 1 or len(batches) < 2:
                 for idx in batches:
-                    self.n_queries += len(idx)
                     self._record(idx, self._fetch(X, idx, keys, n_before + bar.n), keys, codes)
                     bar.update(len(idx))
                 return
@@ -908,7 +980,6 @@ class RemoteTeacher(Teacher):
                 def submit():
                     idx = next(todo, None)
                     if idx is not None:
-                        self.n_queries += len(idx)
                         pending[pool.submit(self._fetch, X, idx, keys, n_before + bar.n)] = idx
 
                 for _ in range(self.max_concurrency):
@@ -940,8 +1011,30 @@ def _require(*modules):
         raise ImportError(f"RemoteTeacher needs {missing}: install db3learn with its remote extra, pip install 'db3learn[remote]'.")
 
 
+def _without_credentials(url):
+    """``url`` with any ``user:password@`` replaced by ``***@``, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _check_remote_params(*, base_url, model_name, protocol, max_concurrency, timeout, max_retries, backoff, max_backoff, max_requests_per_second, verify):
-    if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got a {type(base_url).__name__}.")
+    try:
+        parts = urlsplit(base_url)
+        has_credentials = "@" in parts.netloc
+    except ValueError:
+        parts, has_credentials = None, False
+    if has_credentials:
+        raise ValueError(
+            f"base_url holds credentials (user:password@ before the host: {_without_credentials(base_url)!r}). "
+            "db3learn refuses them: a URL ends up in reprs, logs, pickles and reports, and would send them "
+            "as Basic auth even over plain HTTP. Put the key in an environment variable and pass its name "
+            "as api_key_env= (with api_key_header= and api_key_prefix= for the server's scheme)."
+        )
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got {base_url!r}.")
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"model_name must be a non-empty string (the model's name in the URL paths); got {model_name!r}.")

@@ -9,6 +9,8 @@ twice, and checks that the answers are labels, one per row.
 import copy
 import hashlib
 import numbers
+import os
+import threading
 
 import numpy as np
 from sklearn.base import clone
@@ -62,6 +64,88 @@ def _describe_batch(batch):
     return f"a batch of shape {batch.shape}, dtype {batch.dtype}"
 
 
+def _check_rows(X):
+    """The rows ``X`` given to :meth:`Teacher.predict`: a DataFrame as it is, anything else as an array.
+
+    Raises TypeError for a scipy sparse matrix or array, which ``np.asarray``
+    would turn into a 0-d object array.
+    """
+    if is_frame(X):
+        return X
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        raise TypeError(
+            f"Teacher.predict takes a dense array or a DataFrame; got a scipy.sparse {type(X).__name__} of "
+            f"shape {X.shape}: convert it with X.toarray()."
+        )
+    return np.asarray(X)
+
+
+def _kind(value):
+    """The kind of one label, as labels of different kinds must not mix.
+
+    "booleans", "numbers", "strings" or "bytes"; for any other type, the
+    type's name (:func:`_check_one_type` refuses "NoneType").
+    """
+    if isinstance(value, (bool, np.bool_)):  # before numbers: True == 1 would make them one class
+        return "booleans"
+    if isinstance(value, numbers.Real):  # python and numpy ints and floats; 1 and 1.0 are one class
+        return "numbers"
+    if isinstance(value, str):
+        return "strings"
+    if isinstance(value, bytes):
+        return "bytes"
+    return type(value).__name__
+
+
+def _show(values):
+    """A few values, as Python writes them: ``'3', '5'``."""
+    return ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values)
+
+
+def _kind_name(values):
+    """What a few labels of one kind are, in words: "integers", "floats", "strings"..."""
+    kind = _kind(values[0])
+    if kind != "numbers":
+        return kind if kind in ("booleans", "strings", "bytes") else f"{kind} values"
+    if all(isinstance(v, numbers.Integral) for v in values):
+        return "integers"
+    return "floats" if all(isinstance(v, float) for v in values) else "numbers"
+
+
+def _check_one_type(labels, what):
+    """The kind (see :func:`_kind`) of the labels of a 1-D array; TeacherAnswerError if an object array mixes kinds or holds None.
+
+    numpy arrays of another dtype hold one type by construction; an object
+    array (pandas, skorch, a list with None) is checked value by value.
+    """
+    if labels.dtype != object:
+        kinds = {"b": "booleans", "i": "numbers", "u": "numbers", "f": "numbers", "U": "strings", "S": "bytes"}
+        return kinds.get(labels.dtype.kind)
+    first = {}  # type -> first value of that type
+    for v in labels.tolist():
+        first.setdefault(type(v), v)
+    if not first:
+        return None
+    kinds = {_kind(v) for v in first.values()}
+    if len(kinds) == 1 and type(None) not in first:
+        return kinds.pop()
+    raise TeacherAnswerError(
+        f"The teacher must return labels of one type, all numbers or all strings (or all booleans); it returned {what} of "
+        f"{', '.join(t.__name__ for t in first)} values (e.g. {_show(first.values())}). Make it return one label per row, "
+        "of one type, as a classifier's predict(X) does."
+    )
+
+
+def _scores_not_labels(values, dtype):
+    """Non-integer ``values`` received where class labels were expected, in words (the same for every teacher)."""
+    return (
+        f"non-integer values such as [{', '.join(str(v) for v in values[:3])}] (dtype {dtype}), which look like scores "
+        "or probabilities (what predict_proba returns), not class labels"
+    )
+
+
 class Teacher:
     """A label-only teacher: counts, budgets, batches and caches its queries.
 
@@ -72,9 +156,22 @@ class Teacher:
     wrap it yourself to set a query budget or a batch size, or to share one
     cache between several estimators.
 
-    One **query** is one row sent to the wrapped model. Rows whose answer is
-    cached cost nothing: the cache is keyed by the row's bytes (its dtype and
-    shape included), so a row is never asked twice while the cache is on.
+    One **query** is one row answered by the wrapped model. Rows whose
+    answer is cached cost nothing: the cache is keyed by the row's bytes (its
+    dtype and shape included), so a row is never asked twice while the cache
+    is on. Rows of a call that failed (the model raised, or answered
+    something that is not labels) are not answered and do not count.
+
+    A ``Teacher`` may be shared by threads: the budget is reserved
+    atomically, so that threads together never exceed it, and a row that
+    one thread is asking is waited for, not asked again, by the others. A
+    copy in another process (joblib's process backends, ``GridSearchCV``
+    with ``n_jobs``) cannot share an in-memory budget: a copy of a
+    ``Teacher`` with a budget refuses to spend it (set ``max_queries``
+    again in that process to allow it); one without a budget works as
+    usual, with a cache of its own. A :class:`~db3learn.RemoteTeacher` with
+    a ``cache_dir`` keeps its budget on disk, where it holds across
+    processes and reruns.
 
     Parameters
     ----------
@@ -87,7 +184,7 @@ class Teacher:
     batch_size : int, default=4096
         Rows per call of the wrapped model. Larger calls are split.
     max_queries : int or None, default=None
-        Query budget: the most rows the wrapped model may receive over the
+        Query budget: the most rows the wrapped model may answer over the
         wrapper's lifetime. ``None`` means no budget. It may be raised later
         (``teacher.max_queries = ...``) to resume after
         :class:`~db3learn.exceptions.QueryBudgetExceeded`.
@@ -102,7 +199,7 @@ class Teacher:
     Attributes
     ----------
     n_queries : int
-        Rows the wrapped model has received so far.
+        Rows the wrapped model has answered so far.
     n_cache_hits : int
         Rows answered from the cache.
     classes_ : ndarray of shape (n_classes,) or None
@@ -114,10 +211,15 @@ class Teacher:
         From :meth:`predict`, when answering would exceed ``max_queries``.
         The rows that fit into the budget are asked and cached first.
     TeacherError
-        From :meth:`predict`, when the wrapped model raises.
+        From :meth:`predict`, when the wrapped model raises, or when a copy
+        of a teacher with a budget is asked to spend it in another process.
     TeacherAnswerError
-        From :meth:`predict`, when the answer is not one label per row, or is
-        a label outside ``classes``.
+        From :meth:`predict`, when the answer is not one label per row: the
+        wrong length, non-integer floats (scores, e.g. a ``predict_proba``
+        column), labels mixing types (None, numbers, strings), labels of
+        another type than earlier answers, or a label outside ``classes``.
+    TypeError
+        From :meth:`predict`, for a scipy sparse ``X``.
 
     See Also
     --------
@@ -148,8 +250,6 @@ class Teacher:
             )
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if max_queries is not None and (not isinstance(max_queries, numbers.Integral) or max_queries < 0):
-            raise ValueError(f"max_queries must be a non-negative integer or None, got {max_queries!r}.")
         self.model = model
         self.batch_size = int(batch_size)
         self.max_queries = max_queries
@@ -161,6 +261,45 @@ class Teacher:
         self._labels = []  # label code -> label, in first-seen order
         self._codes = {}  # label -> label code
         self._memo = {}  # results derived from answers (boundary distances), shared by clones
+        self._init_sync()
+
+    # -- shared state: threads share one Teacher, processes get copies ----------
+    def _init_sync(self):
+        """Fresh synchronisation state, never pickled or copied.
+
+        ``_lock`` guards the cache, the counters and the budget;
+        ``_in_flight`` maps the digest of each row being asked to an event
+        set when its ask is over, so that threads asking the same row wait
+        for one answer instead of paying twice; ``_reserved`` counts the
+        rows in flight, held against the budget until they are answered.
+        """
+        self._lock = threading.RLock()
+        self._in_flight = {}
+        self._reserved = 0
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in ("_lock", "_in_flight", "_reserved"):
+            state.pop(name, None)
+        if self.max_queries is not None and "_budget_pid" not in state:
+            state["_budget_pid"] = os.getpid()  # a copy in another process may not spend this budget
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_sync()
+
+    @property
+    def max_queries(self):
+        """The query budget in rows, or None; may be raised (or set) at any time."""
+        return self._max_queries
+
+    @max_queries.setter
+    def max_queries(self, value):
+        if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"max_queries must be a non-negative integer or None, got {value!r}.")
+        self._max_queries = value
+        self.__dict__.pop("_budget_pid", None)  # set here, the budget belongs to this process
 
     # -- scikit-learn integration -------------------------------------------
     def __sklearn_clone__(self):
@@ -206,47 +345,74 @@ class Teacher:
 
         Raises
         ------
-        QueryBudgetExceeded, TeacherError, TeacherAnswerError
+        QueryBudgetExceeded, TeacherError, TeacherAnswerError, TypeError
             See the class docstring. Rows answered before the error stay
             cached.
         """
-        if not is_frame(X):
-            X = np.asarray(X)
+        X = _check_rows(X)
         if X.ndim < 1:
             raise ValueError(f"Expected a batch of rows, got a scalar {X!r}.")
         n = len(X)
         if n == 0:
             return np.asarray(self._labels)[:0] if self._labels else np.empty(0)
         codes = np.full(n, -1, dtype=np.int64)
-        if self.cache:
+        if not self.cache:
+            n_answered = self._ask(X, np.arange(n), None, codes)
+        else:
             keys = _row_keys(X)
-            get = self._answers.get
-            for i, k in enumerate(keys):
-                c = get(k)
-                if c is not None:
-                    codes[i] = c
+            self._lookup(keys, np.arange(n), codes)
             missing = np.flatnonzero(codes < 0)
             if len(missing) and self._store is not None:
                 self._recall(keys, missing, codes)
-                missing = np.flatnonzero(codes < 0)
-            # a row repeated inside the call is asked once
-            first = {}
-            for i in missing:
-                first.setdefault(keys[i], i)
-            to_ask = np.fromiter(first.values(), dtype=np.int64, count=len(first))
-            self.n_cache_hits += n - len(to_ask)
-        else:
-            keys = None
-            to_ask = np.arange(n)
-        if len(to_ask):
-            self._ask(X, to_ask, keys, codes)
-            if self.cache:
-                dup = codes < 0
-                if dup.any():
-                    codes[dup] = [self._answers[keys[i]] for i in np.flatnonzero(dup)]
-        labels = np.asarray(self._labels)[codes]
+            n_answered = self._ask_missing(X, keys, codes)
+        with self._lock:
+            self.n_cache_hits += n - n_answered
+            labels = np.asarray(self._labels)[codes]
         self._check_known(labels)
         return labels
+
+    def _lookup(self, keys, idx, codes):
+        """Fill ``codes[idx]`` from the in-memory cache, where it has the answer."""
+        get = self._answers.get
+        for i in idx:
+            c = get(keys[i])
+            if c is not None:
+                codes[i] = c
+
+    def _ask_missing(self, X, keys, codes):
+        """Ask the model for the rows whose ``codes`` are missing, each distinct row once.
+
+        A row that another thread is asking is not asked again: this call
+        waits for that answer (and asks the row itself only if that ask
+        failed). Returns the rows answered by this call.
+        """
+        n_answered = 0
+        while True:
+            missing = np.flatnonzero(codes < 0)
+            if not len(missing):
+                return n_answered
+            with self._lock:
+                self._lookup(keys, missing, codes)  # answered meanwhile, or a copy of a row answered above
+                first, others = {}, {}
+                for i in missing[codes[missing] < 0]:
+                    event = self._in_flight.get(keys[i])
+                    if event is not None:
+                        others[keys[i]] = event
+                    else:
+                        first.setdefault(keys[i], i)
+                done = threading.Event()
+                for k in first:
+                    self._in_flight[k] = done
+            try:
+                if first:
+                    n_answered += self._ask(X, np.fromiter(first.values(), dtype=np.int64, count=len(first)), keys, codes)
+            finally:
+                with self._lock:
+                    for k in first:
+                        del self._in_flight[k]
+                done.set()
+            for event in others.values():
+                event.wait()
 
     def _recall(self, keys, missing, codes):
         """Fill ``codes[missing]`` from the persistent store, where it has the answer."""
@@ -254,24 +420,35 @@ class Teacher:
         found = [j for j, label in enumerate(stored) if label is not None]
         if found:
             idx = missing[found]
-            new = self._encode(np.asarray([stored[j] for j in found]))
-            codes[idx] = new
-            self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+            with self._lock:
+                new = self._encode(np.asarray([stored[j] for j in found]))
+                codes[idx] = new
+                self._answers.update(zip((keys[i] for i in idx), new.tolist()))
 
     def _ask(self, X, to_ask, keys, codes):
         """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.
 
-        The rows that fit into the budget are asked first, in batches of
-        ``batch_size``; then, if some rows did not fit, the budget error.
+        The rows that fit into the budget are reserved (atomically, so that
+        threads sharing the teacher cannot overspend it) and asked first, in
+        batches of ``batch_size``; then, if some rows did not fit, the budget
+        error. Returns the rows answered. Rows reserved but not answered (the
+        model failed) are given back to the budget: only answers count.
         """
         n_total = len(to_ask)
-        allowed = self._allowed(n_total)
+        with self._lock:
+            allowed = self._reserve(n_total)
         asked = to_ask[:allowed]
         batches = [asked[start : start + self.batch_size] for start in range(0, allowed, self.batch_size)]
-        if not _parallel.answer_in_chunks(self, X, batches, keys, codes):  # n_jobs: see _parallel
-            self._ask_batches(X, batches, keys, codes)
+        try:
+            if not _parallel.answer_in_chunks(self, X, batches, keys, codes):  # n_jobs: see _parallel
+                self._ask_batches(X, batches, keys, codes)
+        finally:
+            n_answered = int(np.count_nonzero(codes[asked] >= 0))
+            with self._lock:
+                self._give_back(allowed - n_answered)
         if allowed < n_total:
             self._raise_budget(n_total - allowed, n_total)
+        return n_answered
 
     def _ask_batches(self, X, batches, keys, codes, n_before=0):
         """Ask each batch of row indices in turn (subclasses may ask several at once).
@@ -280,24 +457,65 @@ class Teacher:
         """
         n_asked = n_before
         for idx in batches:
-            self.n_queries += len(idx)
             answer = self._fetch(X, idx, keys, n_asked)
             self._record(idx, answer, keys, codes)
             n_asked += len(idx)
 
-    def _allowed(self, n):
+    def _ledger(self):
+        """The persistent store's budget ledger, shared by processes and runs, or None."""
+        store = self._store
+        return store if store is not None and hasattr(store, "reserve") else None
+
+    def _spent(self):
+        """Rows spent against the budget: this teacher's, or the ledger's over every process and run."""
+        ledger = self._ledger()
+        return self.n_queries + self._reserved if ledger is None else ledger.spent()
+
+    def _reserve(self, n):
+        """Reserve up to ``n`` rows of the budget (under the lock); return how many fit."""
+        ledger = self._ledger()
+        if ledger is not None:
+            return ledger.reserve(n, None if self.max_queries is None else int(self.max_queries))
         if self.max_queries is None:
             return n
-        return max(0, min(n, int(self.max_queries) - self.n_queries))
+        if self.__dict__.get("_budget_pid", os.getpid()) != os.getpid():
+            raise TeacherError(
+                f"This {type(self).__name__} has a query budget (max_queries={self.max_queries:,}) and is a copy "
+                "made for another process (joblib or GridSearchCV with n_jobs and a process backend, or a "
+                "pickle loaded elsewhere). Each copy would get a budget of its own, so the budget could not "
+                "hold. Use the threading backend (with joblib.parallel_config(backend='threading'): ...), "
+                "n_jobs=1, or a RemoteTeacher with cache_dir, whose budget is kept on disk and holds across "
+                "processes. To spend the budget in this process anyway, set teacher.max_queries again here."
+            )
+        allowed = max(0, min(n, int(self.max_queries) - self.n_queries - self._reserved))
+        self._reserved += allowed
+        return allowed
+
+    def _give_back(self, n):
+        """Return ``n`` reserved rows that were not answered to the budget (under the lock)."""
+        ledger = self._ledger()
+        if ledger is not None:
+            if n:
+                ledger.refund(n)
+        else:
+            self._reserved -= n
+
+    def _allowed(self, n):
+        """Rows of ``n`` the budget still allows, without reserving them."""
+        if self.max_queries is None:
+            return n
+        return max(0, min(n, int(self.max_queries) - self._spent()))
 
     def _raise_budget(self, n_left, n_total):
+        spent = self._spent()
+        where = " through its cache_dir, by every run and process sharing it" if self._ledger() is not None else ""
         raise QueryBudgetExceeded(
-            f"Query budget exhausted: max_queries={self.max_queries:,} rows, {self.n_queries:,} already "
-            f"spent, and {_plural(n_left, 'row')} of this call's {n_total:,} uncached rows are still "
+            f"Query budget exhausted: max_queries={self.max_queries:,} rows, {spent:,} already "
+            f"spent{where}, and {_plural(n_left, 'row')} of this call's {n_total:,} uncached rows are still "
             "unanswered. Every answer received so far is cached: raise the budget "
             "(teacher.max_queries = ...) and call again to resume without asking those rows twice.",
             max_queries=self.max_queries,
-            n_queries=self.n_queries,
+            n_queries=spent,
             n_requested=n_left,
         )
 
@@ -324,11 +542,15 @@ class Teacher:
         return answer
 
     def _record(self, idx, answer, keys, codes):
-        """File the answer to rows ``idx`` in ``codes`` and the in-memory cache."""
-        new = self._encode(answer)
-        codes[idx] = new
-        if keys is not None:
-            self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+        """File the answer to rows ``idx`` in ``codes`` and the in-memory cache, and count the rows."""
+        with self._lock:
+            new = self._encode(answer)
+            codes[idx] = new
+            if keys is not None:
+                self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+            self.n_queries += len(idx)
+            if self._ledger() is None:
+                self._reserved -= len(idx)  # from reserved to spent
 
     def _file(self, idx, answer, keys, codes):
         """File an answer received from a worker, as :meth:`_fetch` and :meth:`_record` would."""
@@ -346,6 +568,7 @@ class Teacher:
         split their request rate and concurrency between them).
         """
         fork = copy.copy(self)
+        fork._init_sync()
         fork.max_queries = None  # the caller reserved the rows within its budget
         fork.n_queries = fork.n_cache_hits = 0
         fork._answers, fork._labels, fork._codes, fork._memo = {}, [], {}, {}
@@ -366,6 +589,7 @@ class Teacher:
     def _check_answer(answer, n):
         if hasattr(answer, "detach"):  # a torch tensor
             answer = answer.detach().cpu().numpy()
+        listed = answer if isinstance(answer, (list, tuple)) else None
         answer = np.asarray(answer)
         if answer.ndim == 2 and answer.shape[1] == 1:
             answer = answer[:, 0]
@@ -375,17 +599,41 @@ class Teacher:
                 f"an array of shape {answer.shape}. If it returns scores or probabilities, wrap it "
                 "in a function that returns their argmax or its predict()."
             )
-        if answer.dtype.kind == "f" and not np.isfinite(answer).all():
-            raise TeacherAnswerError(
-                f"The teacher returned non-finite labels ({answer[~np.isfinite(answer)][:5]}); "
-                "it must return one class label per row."
-            )
+        if listed is not None and answer.dtype != object:  # numpy makes one type of several: [1, "a"] -> ["1", "a"]
+            _check_one_type(np.asarray(listed, dtype=object).reshape(n), "a list")
+        kind = _check_one_type(answer, "an object array")
+        values = np.asarray(answer.tolist(), dtype=np.float64) if answer.dtype == object and kind == "numbers" else answer
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values)
+            if not finite.all():
+                raise TeacherAnswerError(
+                    f"The teacher returned non-finite labels ({values[~finite][:5]}); "
+                    "it must return one class label per row."
+                )
+            fractional = values != np.round(values)
+            if fractional.any():  # whole-number floats (1.0, 2.0) are labels, kept as floats
+                raise TeacherAnswerError(
+                    "The teacher must return one class label per row; it returned "
+                    f"{_scores_not_labels(values[fractional], answer.dtype)}. "
+                    "Return the model's predict(X) instead, or the class of highest score, "
+                    "model.classes_[model.predict_proba(X).argmax(axis=1)]."
+                )
         return answer
 
     def _encode(self, answer):
+        _check_one_type(answer, "an object array")  # np.unique would fail on a mix with a TypeError
         values, inverse = np.unique(answer, return_inverse=True)
+        new = values.tolist()
+        if new and self._labels and _kind(new[0]) != _kind(self._labels[0]):  # [1, "1"] would be two classes
+            before = self._labels[:3]
+            raise TeacherAnswerError(
+                f"The teacher answered {_kind_name(new)} ({_show(new[:3])}) in this batch but {_kind_name(before)} "
+                f"({_show(before)}) before. Its labels must keep one type on every call, or one class would count as "
+                "two (3 and '3'): make it return one type, e.g. np.asarray(model.predict(X)).astype(int) or "
+                ".astype(str). The answers received before this batch are cached."
+            )
         value_codes = np.empty(len(values), dtype=np.int64)
-        for j, v in enumerate(values.tolist()):
+        for j, v in enumerate(new):
             code = self._codes.get(v)
             if code is None:
                 code = self._codes[v] = len(self._labels)
@@ -399,10 +647,13 @@ class Teacher:
             return
         unknown = ~np.isin(labels, classes)
         if unknown.any():
+            outside, known = np.unique(labels[unknown])[:10].tolist(), classes.tolist()[:20]
+            types = ""
+            if known and _kind(outside[0]) != _kind(known[0]):  # e.g. "3" against classes [0, ..., 9]
+                types = f" The teacher answers {_kind_name(outside)} but the classes are {_kind_name(known)}."
             raise TeacherAnswerError(
-                f"The teacher returned labels {np.unique(labels[unknown])[:10].tolist()} outside its "
-                f"classes {classes.tolist()[:20]}. Pass classes=[...] with every label it can return "
-                "to the Teacher. The answers are cached."
+                f"The teacher returned labels {outside} outside its classes {known}.{types} Pass classes=[...] "
+                "with every label it can return to the Teacher. The answers are cached."
             )
 
 

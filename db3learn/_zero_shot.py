@@ -38,6 +38,43 @@ def _smooth_noise(rng, n, shape):
     return np.clip(out, 0, 1).reshape(n, -1)
 
 
+def _check_feature_range(feature_range, n_features):
+    """``feature_range`` as (low, high) arrays of shape (n_features,); ValueError saying what is wrong."""
+    expected = f"expected (low, high) with finite low < high, each a float or an array of shape ({n_features},)"
+    if len(feature_range) != 2:
+        raise ValueError(f"feature_range must be (low, high); got {len(feature_range)} items; {expected}.")
+    bounds = []
+    for name, given in zip(("low", "high"), feature_range):
+        try:
+            bound = np.asarray(given, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"feature_range's {name} must be numbers; got {given!r}; {expected}.") from None
+        try:
+            bound = np.broadcast_to(bound, (n_features,)).copy()
+        except ValueError:
+            raise ValueError(
+                f"feature_range's {name} has shape {bound.shape}, which does not fit {n_features} features; {expected} "
+                "(flatten an image-shaped range with np.ravel)."
+            ) from None
+        bad = ~np.isfinite(bound)
+        if bad.any():
+            if np.ndim(given) == 0:
+                got = f"{name}={float(given)!r}"
+            else:
+                got = f"{name} holding {bound[bad][:3].tolist()} at features {np.flatnonzero(bad)[:5].tolist()}"
+            raise ValueError(f"feature_range must be finite; got {got}; {expected}.")
+        bounds.append(bound)
+    low, high = bounds
+    bad = low >= high
+    if bad.any():
+        first = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"feature_range must have low < high for every feature; got low {low[first].tolist()} and high "
+            f"{high[first].tolist()} at features {first}; {expected}."
+        )
+    return low, high
+
+
 class ClassCoverageWarning(UserWarning):
     """Some classes got fewer pseudo samples than asked for."""
 
@@ -239,9 +276,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         else:
             self.n_features_in_ = n_features
         if self.feature_range is not None:
-            if len(self.feature_range) != 2:
-                raise ValueError(f"feature_range must be (low, high); got {len(self.feature_range)} items.")
-            low, high = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n_features,)).copy() for v in self.feature_range)
+            low, high = _check_feature_range(self.feature_range, n_features)
         elif X is not None:
             low, high = np.full(n_features, float(X.min())), np.full(n_features, float(X.max()))
         else:
@@ -269,8 +304,12 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If neither ``X`` nor ``n_features``/``input_shape`` is given, or
-            the range is empty.
+            If neither ``X`` nor ``n_features``/``input_shape`` is given;
+            if ``feature_range`` is not (low, high) with finite low < high,
+            each a float or an array of shape (n_features,), or the range of
+            ``X`` is empty; or if the teacher answered one class only to
+            every row asked (the message gives the queries spent; the
+            answers stay cached in the teacher).
         TeacherError, TeacherAnswerError, QueryBudgetExceeded
             From the teacher (its own budget, not ``max_queries``, which
             stops the generation instead).
@@ -290,11 +329,18 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         def to_inputs(unit):
             return (low + np.clip(unit, 0.0, 1.0) * (high - low)).astype(np.float32)
 
+        answered, n_asked = set(), 0  # classes the teacher answered (two are enough), rows asked
+
         def ask(unit):
             """The teacher's labels of points given in the unit box, never spending past ``max_queries``."""
+            nonlocal n_asked
             if teacher.n_queries - q0 + len(unit) > budget:
                 raise _BudgetSpent
-            return teacher.predict(to_inputs(unit))
+            labels = teacher.predict(to_inputs(unit))
+            n_asked += len(unit)
+            if len(answered) < 2:
+                answered.update(np.unique(labels).tolist())
+            return labels
 
         # the search runs in the unit box, so that every feature counts alike whatever its units
         zeros, ones = np.zeros(n_features), np.ones(n_features)
@@ -305,6 +351,14 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
             samples, labels = self._seed(ask, rng, n_features)
             bar.update()
             samples, labels = self._move_away(ask, rng, samples, labels, zeros, ones, bar)
+        if len(answered) == 1:
+            raise ValueError(
+                f"ZeroShotTransferSet: the teacher answered class {answered.pop()!r} to all {n_asked:,} rows asked "
+                f"({teacher.n_queries - q0:,} queries), so the pseudo samples hold only one class; a student needs at "
+                "least two classes to learn from. The answers stay cached in the teacher. If it has other classes, the "
+                "noise did not reach them: give the teacher's real input range as feature_range, and its classes "
+                "(Teacher(model, classes=[...])) so that noise is drawn until they are reached, up to max_noise_draws."
+            )
         self.samples_ = to_inputs(samples)
         self.labels_ = labels
         known = teacher.classes_
@@ -508,6 +562,11 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         -------
         X_pseudo : ndarray of float32 of shape (n_pseudo, n_features)
         y_teacher : ndarray of shape (n_pseudo,)
+
+        Raises
+        ------
+        ValueError, TeacherError, TeacherAnswerError, QueryBudgetExceeded
+            As :meth:`fit`.
         """
         self.fit(X, y)
         return self.samples_, self.labels_

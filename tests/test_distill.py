@@ -96,8 +96,12 @@ def test_budget_exhausted_mid_run_then_resumed_without_repeats(svc, data_file, f
         assert f"Query budget exhausted: max_queries={total // 2:,} rows, {total // 2:,} already spent" in err
         assert "Every answer received so far is cached" in err
         assert len(read_ledger(ledger)) == total // 2  # the whole budget was spent, and its answers kept on disk
-        # a new process with the rest of the budget, exactly, finishes: nothing is asked twice
-        assert main([*args, "--out", str(tmp_path / "b"), "--max-queries", str(total - total // 2)]) == 0
+        # the budget holds across reruns on the same cache directory: the same budget asks nothing more
+        assert main([*args, "--out", str(tmp_path / "b"), "--max-queries", str(total // 2)]) == 1
+        assert f"{total // 2:,} already spent through its cache_dir" in capsys.readouterr().err
+        assert len(read_ledger(ledger)) == total // 2
+        # raised to what the whole run needs, exactly, it finishes: nothing is asked twice
+        assert main([*args, "--out", str(tmp_path / "b"), "--max-queries", str(total)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["queries"] == total - total // 2 and report["cache_hits"] >= total // 2
     rows = read_ledger(ledger)

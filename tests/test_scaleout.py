@@ -223,12 +223,12 @@ def test_worker_error_is_raised_as_serially_and_keeps_paid_answers(logreg, digit
         model.bad_row = None
         labeler = DecisionBoundarySoftLabeler(teacher, n_jobs=n_jobs).fit(X)
         np.testing.assert_array_equal(labeler.classes_[labeler.reference_labels_], logreg.predict(X))
-        assert teacher.n_queries == 600 + 50  # the failed batch counts once as sent, nothing else is asked twice
+        assert teacher.n_queries == 600  # only answers count (the failed batch is not one); nothing is asked twice
     (msg_serial, q_serial, cached_serial), (msg_parallel, q_parallel, cached_parallel) = results
     assert msg_serial == msg_parallel
     assert "the answers to the 100 rows asked before it are cached" in msg_parallel
-    assert (q_serial, cached_serial) == (150, 100)  # serially, asking stops at the failed batch
-    assert (q_parallel, cached_parallel) == (450, 400)  # and the second chunk's 300 answers are kept
+    assert (q_serial, cached_serial) == (100, 100)  # serially, asking stops at the failed batch, which does not count
+    assert (q_parallel, cached_parallel) == (400, 400)  # and the second chunk's 300 answers are kept
 
 
 def test_remote_teacher_in_workers_shares_rate_and_cache(logreg, transfer, tmp_path):
