@@ -588,10 +588,14 @@ class _DiskAnswers:
 
     Labels are stored as JSON text (which keeps ints, floats, strings and
     booleans apart) and the cache refuses to unpickle anything it finds.
-    The ledger counts the rows of this model answered (or in flight)
-    through the directory, by every process and run that shares it; it is
+    The budget's ledger counts the rows of this model answered through the
+    directory, by every process and run that shares it (incremented in the
+    transaction that writes the answers), plus the rows that live processes
+    have reserved for the calls they are making (a lease per process and
+    thread, dropped when the call ends or its process is gone). It is
     updated in SQLite transactions, so that processes sharing the directory
-    reserve rows of one budget without overspending it.
+    reserve rows of one budget without overspending it, and a run killed
+    outright leaves only what it was answered counted.
     """
 
     def __init__(self, directory, identity):
@@ -627,36 +631,79 @@ class _DiskAnswers:
         with cache.transact():
             for k, label in zip(keys, np.asarray(labels).tolist()):
                 cache.set(self.prefix + k.hex(), json.dumps(label))
+            cache.set(self._answered_key, int(cache.get(self._answered_key, 0)) + len(keys))
 
     # -- the budget's ledger ------------------------------------------------------------
     @property
-    def _spent_key(self):
-        return f"{self.prefix}:spent"
+    def _answered_key(self):
+        return f"{self.prefix}:answered"
+
+    @property
+    def _leases_key(self):
+        return f"{self.prefix}:leases"
+
+    @staticmethod
+    def _lease():
+        return f"{os.getpid()}:{threading.get_ident()}"
+
+    def _live_leases(self, cache):
+        """The leases (rows reserved per process and thread) of processes still alive."""
+        leases = json.loads(cache.get(self._leases_key, "{}"))
+        return {k: n for k, n in leases.items() if _pid_alive(int(k.split(":")[0]))}
 
     def spent(self):
-        """Rows answered (or in flight) through this directory, over every process and run."""
-        return int(self._open().get(self._spent_key, 0))
+        """Rows answered through this directory, over every process and run, plus the rows reserved now."""
+        cache = self._open()
+        with cache.transact():
+            return int(cache.get(self._answered_key, 0)) + sum(self._live_leases(cache).values())
 
     def reserve(self, n, limit):
-        """Reserve up to ``n`` rows, at most ``limit`` in all (None: no limit); return how many."""
+        """Reserve up to ``n`` rows for this thread's call, at most ``limit`` in all (None: no limit); return how many."""
         cache = self._open()
         with cache.transact():
-            spent = int(cache.get(self._spent_key, 0))
+            leases = self._live_leases(cache)
+            spent = int(cache.get(self._answered_key, 0)) + sum(leases.values())
             allowed = n if limit is None else max(0, min(n, limit - spent))
-            cache.set(self._spent_key, spent + allowed)
+            if allowed:
+                leases[self._lease()] = leases.get(self._lease(), 0) + allowed
+            cache.set(self._leases_key, json.dumps(leases))
         return allowed
 
-    def refund(self, n):
-        """Give back ``n`` reserved rows that were not answered."""
+    def consume(self, n):
+        """``n`` rows of this thread's lease were answered (and counted when they were written)."""
+        self._update_lease(lambda held: held - n)
+
+    def release(self):
+        """This thread's call is over: what is left of its lease goes back to the budget."""
+        self._update_lease(lambda held: 0)
+
+    def _update_lease(self, change):
         cache = self._open()
         with cache.transact():
-            cache.set(self._spent_key, max(0, int(cache.get(self._spent_key, 0)) - n))
+            leases = json.loads(cache.get(self._leases_key, "{}"))
+            held = change(leases.pop(self._lease(), 0))
+            if held > 0:
+                leases[self._lease()] = held
+            cache.set(self._leases_key, json.dumps(leases))
 
     def close(self):
         with self._lock:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+
+
+def _pid_alive(pid):
+    """Whether process ``pid`` (of this machine) is running; assumed so where that cannot be told."""
+    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
 
 
 def _no_pickle_disk():

@@ -495,8 +495,7 @@ class Teacher:
         """Return ``n`` reserved rows that were not answered to the budget (under the lock)."""
         ledger = self._ledger()
         if ledger is not None:
-            if n:
-                ledger.refund(n)
+            ledger.release()
         else:
             self._reserved -= n
 
@@ -549,8 +548,11 @@ class Teacher:
             if keys is not None:
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
             self.n_queries += len(idx)
-            if self._ledger() is None:
+            ledger = self._ledger()
+            if ledger is None:
                 self._reserved -= len(idx)  # from reserved to spent
+            else:
+                ledger.consume(len(idx))  # the store counted them as answered when it wrote them
 
     def _file(self, idx, answer, keys, codes):
         """File an answer received from a worker, as :meth:`_fetch` and :meth:`_record` would."""

@@ -228,11 +228,11 @@ KILL_CLIENT = """
 import sys, numpy as np
 from db3learn import RemoteTeacher
 url, cache, data = sys.argv[1:]
-RemoteTeacher(url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=cache).predict(np.load(data))
+RemoteTeacher(url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=cache, max_queries=400).predict(np.load(data))
 """
 
 
-def test_kill_minus_nine_asks_at_most_one_round_of_requests_again(digits, svc, svc_file, tmp_path):
+def test_kill_minus_nine_asks_at_most_one_round_of_requests_again_and_counts_only_answers(digits, svc, svc_file, tmp_path):
     X = digits[0][:400]
     np.save(tmp_path / "X.npy", X)
     port = free_port()
@@ -245,7 +245,9 @@ def test_kill_minus_nine_asks_at_most_one_round_of_requests_again(digits, svc, s
             client.kill()  # SIGKILL: nothing is flushed, the requests in flight are lost
             client.wait(timeout=20)
     with ServeProcess(svc_file, port) as second:
-        teacher = RemoteTeacher(second.url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=tmp_path / "cache")
+        teacher = RemoteTeacher(second.url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=tmp_path / "cache", max_queries=400)
+        # the killed run had reserved its 400 rows; only the 150 answered stay counted in the budget's ledger
+        assert teacher._store.spent() == 150
         np.testing.assert_array_equal(teacher.predict(X), svc.predict(X))
         received_second = second.stats()["rows_received"]
         teacher.close()
