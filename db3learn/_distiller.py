@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from ._input_space import InputSpace, check_input, is_frame
+from ._input_space import InputSpace, check_input, is_frame, take_rows
 from ._labeler import _POINTING, DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._zero_shot import ZeroShotTransferSet
@@ -32,6 +32,8 @@ _CHECK_FRACTION = 0.2
 _MIN_CHECK_ROWS = 100
 _TABLE_MAX_EPOCHS = 150
 _TABLE_MIN_HIDDEN_UNITS = 128
+#: queried_rows=True: training defaults over the transfer set and every queried row (about 400 per sample)
+_QUERIED_TRAINING = {"max_epochs": 8, "batch_size": 256}
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
 
@@ -105,6 +107,20 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         a) it raised the student's fidelity to the teacher by about 0.3
         points at no query cost. 0 trains on the transfer set alone (the
         paper's loss).
+    queried_rows : bool, default=False
+        Also train on every row the teacher answered during the search (and
+        before it, while the teacher kept rows: see
+        :meth:`~db3learn.Teacher.queried_rows`), with the teacher's hard
+        label: each training step adds the cross-entropy on
+        ``student__queried_batch_size`` (256) of them, drawn at random,
+        weighted by ``student__queried_weight`` (1). The search's rows lie
+        mostly near the teacher's decision boundaries, where the student
+        learns them; on MNIST, a copycat on the 390,000 rows the default
+        search asks reaches 99.4 % fidelity where the soft labels alone reach
+        97.6 % (issue 16). It costs no queries, memory for the rows (at most
+        1 GiB: ``Teacher(keep_rows=...)``) and training time. It switches the
+        teacher's ``keep_rows`` on. ``False``: the paper's DB3KD, which
+        learns from the transfer set alone.
     soft_label_check : "auto" or bool, default="auto"
         Whether to check, before the final fit, that the soft labels help:
         a fifth of the transfer set is held out (the searches use only the
@@ -222,6 +238,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         "kd_weight": [Interval(Real, 0, None, closed="left")],
         "temperature_squared": ["boolean"],
         "boundary_weight": [Interval(Real, 0, None, closed="left"), None],
+        "queried_rows": ["boolean"],
         "soft_label_check": [StrOptions({"auto"}), "boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
@@ -245,6 +262,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         kd_weight=1.0,
         temperature_squared=True,
         boundary_weight=None,
+        queried_rows=False,
         soft_label_check="auto",
         max_epochs=None,
         batch_size=None,
@@ -265,6 +283,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.kd_weight = kd_weight
         self.temperature_squared = temperature_squared
         self.boundary_weight = boundary_weight
+        self.queried_rows = queried_rows
         self.soft_label_check = soft_label_check
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -337,6 +356,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             labeler.set_params(input_space=self.input_space)
         if labeler.random_state is None and self.random_state is not None:
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
+        if self.queried_rows and not teacher.keep_rows:
+            teacher.keep_rows = True  # before the first query of this fit
         labeler.fit(X)
         answered = np.unique(labeler.reference_labels_)
         if len(answered) < 2:  # before the boundary searches are paid: there is no boundary to find
@@ -382,12 +403,34 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if self.soft_label_check_["copycat"] >= self.soft_label_check_["soft labels"]:  # the soft labels must win
                 self.kd_weight_, self.boundary_weight_ = 0.0, 0.0
                 target, boundary = hard.astype(np.int64), None
-        self.student_ = self._build_student(Z.shape[1], len(self.classes_))
+        Z = Z.astype(np.float32, copy=False)
+        queried = self._queried(teacher, labeler) if self.queried_rows else None
+        self.n_queried_rows_ = 0 if queried is None else len(queried[1])
+        if queried is not None:  # one training set: the transfer set with its soft labels, the queried rows without
+            Zq, codes = queried
+            extra = codes.astype(target.dtype)[:, None] if target.ndim == 1 else np.column_stack(
+                [codes, np.full((len(codes), target.shape[1] - 1), np.nan)]).astype(np.float32)
+            Z, target = np.concatenate([Z, Zq]), np.concatenate([target, extra.reshape(len(codes), *target.shape[1:])])
+        self.student_ = self._build_student(Z.shape[1], len(self.classes_), queried=queried is not None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.student_.fit(Z.astype(np.float32, copy=False), target, boundary=boundary)
+            self.student_.fit(Z, target, boundary=boundary)
         self.n_queries_ = teacher.n_queries - q0
         return self
+
+    def _queried(self, teacher, labeler):
+        """The rows the teacher kept, as the student sees them, with their class indices; None if none."""
+        rows, labels = teacher.queried_rows()
+        if not len(labels):
+            return None
+        codes = labeler._encode(labels)
+        known = np.flatnonzero(codes >= 0)
+        try:
+            rows = check_input(labeler, take_rows(rows, known), reset=False)
+        except ValueError:  # rows of another layout than the transfer set (the teacher served other data)
+            return None
+        Z = self._centred(self.input_space_._to_z(rows))
+        return Z.astype(np.float32, copy=False), codes[known]
 
     def _checks_soft_labels(self, Z):
         if self.soft_label_check == "auto":
@@ -473,7 +516,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X
 
-    def _build_student(self, n_features, n_classes, kd_weight=None, boundary_weight=None):
+    def _build_student(self, n_features, n_classes, kd_weight=None, boundary_weight=None, queried=False):
         module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}
         student = self.student
         if isinstance(student, NeuralNet):
@@ -497,6 +540,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         defaults = dict(_TRAINING_DEFAULTS)
         if not self.input_space_.identity_:  # a table: small, fast epochs; its copycats gain up to 150 (benchmark f)
             defaults["max_epochs"] = _TABLE_MAX_EPOCHS
+        if queried:  # epochs over every queried row: few, in large batches
+            defaults.update(_QUERIED_TRAINING)
         for name, default in defaults.items():
             value = getattr(self, name)
             if value is not None:
@@ -510,14 +555,14 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             callbacks.append(("epoch_bar", _EpochBar()))
         base["callbacks"] = callbacks or None
         base["verbose"] = int(self.verbose > 1)
-        return KDStudent(
-            **base,
+        loss = dict(  # the distiller's own: they override a KDStudent's
             classes=list(range(n_classes)),
             temperature=self.temperature_,
             kd_weight=self.kd_weight_ if kd_weight is None else kd_weight,
             temperature_squared=self.temperature_squared,
             boundary_weight=self.boundary_weight_ if boundary_weight is None else boundary_weight,
         )
+        return KDStudent(**{**base, **loss})
 
     # -- prediction --------------------------------------------------------------
     def _validated(self, X):

