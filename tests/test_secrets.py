@@ -15,18 +15,9 @@ from db3learn import RemoteTeacher
 from db3learn.cli import main
 from db3learn.exceptions import RemoteTeacherError, TeacherAnswerError
 
-from .servers import thread_server
-from .test_remote import Misbehaving, v2_output
+from .test_remote import misbehaving, v2_output  # noqa: F401 - misbehaving: the fixture, a real server on 127.0.0.1
 
 SECRET = "sk-SECRET-0123456789abcdef"
-
-
-@pytest.fixture
-def misbehaving():
-    server = Misbehaving()
-    with thread_server(server.app) as url:
-        server.url = url
-        yield server
 
 
 @pytest.mark.parametrize(
