@@ -610,12 +610,6 @@ class Teacher:
         else:
             self._reserved -= n
 
-    def _allowed(self, n):
-        """Rows of ``n`` the budget still allows, without reserving them."""
-        if self.max_queries is None:
-            return n
-        return max(0, min(n, int(self.max_queries) - self._spent()))
-
     def _raise_budget(self, n_left, n_total):
         spent = self._spent()
         where = " through its cache_dir, by every run and process sharing it" if self._ledger() is not None else ""
