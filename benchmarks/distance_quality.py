@@ -37,9 +37,13 @@ def exact_distance(lr, x, j):
     A = np.array([W[j] - W[k] for k in others])
     b = np.array([c[j] - c[k] for k in others])
     res = minimize(
-        lambda z: 0.5 * np.sum((z - x) ** 2), x, jac=lambda z: z - x, bounds=[(0.0, 1.0)] * len(x),
+        lambda z: 0.5 * np.sum((z - x) ** 2),
+        x,
+        jac=lambda z: z - x,
+        bounds=[(0.0, 1.0)] * len(x),
         constraints=[{"type": "ineq", "fun": lambda z: A @ z + b, "jac": lambda z: A}],
-        method="SLSQP", options={"ftol": 1e-14, "maxiter": 1000},
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 1000},
     )
     assert res.success, res.message
     return float(np.linalg.norm(res.x - x))
@@ -79,7 +83,17 @@ def run_art(lr, refs, samples, own, budget):
     best = None
     for max_iter in range(1, 64):
         init_eval = max(4, budget // 10)
-        attack = HopSkipJump(clf, targeted=True, norm=2, max_iter=max_iter, max_eval=max(init_eval, budget // 3), init_eval=init_eval, init_size=1, batch_size=256, verbose=False)
+        attack = HopSkipJump(
+            clf,
+            targeted=True,
+            norm=2,
+            max_iter=max_iter,
+            max_eval=max(init_eval, budget // 3),
+            init_eval=init_eval,
+            init_size=1,
+            batch_size=256,
+            verbose=False,
+        )
         calls["rows"] = 0
         start = time.perf_counter()
         adv = attack.generate(xs, y=np.eye(10)[targets], x_adv_init=inits)
@@ -117,10 +131,16 @@ def main(argv=None):
     def add(method, budget, dist, per_pair, seconds, note=""):
         ratio = np.asarray(dist) / exact
         row = dict(
-            method=method, budget_per_pair=budget, queries_per_pair=round(float(per_pair), 1),
-            median_ratio=float(np.median(ratio)), p90_ratio=float(np.quantile(ratio, 0.9)),
-            min_ratio=float(ratio.min()), max_ratio=float(ratio.max()), found=float(np.isfinite(ratio).mean()),
-            seconds=round(seconds, 2), note=note,
+            method=method,
+            budget_per_pair=budget,
+            queries_per_pair=round(float(per_pair), 1),
+            median_ratio=float(np.median(ratio)),
+            p90_ratio=float(np.quantile(ratio, 0.9)),
+            min_ratio=float(ratio.min()),
+            max_ratio=float(ratio.max()),
+            found=float(np.isfinite(ratio).mean()),
+            seconds=round(seconds, 2),
+            note=note,
         )
         rows.append(row)
         print(row, flush=True)
@@ -138,8 +158,12 @@ def main(argv=None):
             add(f"db3learn {method}", budget, pick(D), per_pair, s, "BD (3 directions) included")
         # plane: as many directions as the budget pays for (6 queries each, plus 12 for the search along the normal)
         k = max(2, (budget - 12) // 6)
-        D, per_pair, s = run_ours(lr, refs, samples, dict(method="plane", n_directions=k, max_queries_per_sample=9 * budget))
-        add("db3learn plane", budget, pick(D), per_pair, s, f"{k} directions (fewer where a class has fewer references)")
+        D, per_pair, s = run_ours(
+            lr, refs, samples, dict(method="plane", n_directions=k, max_queries_per_sample=9 * budget)
+        )
+        add(
+            "db3learn plane", budget, pick(D), per_pair, s, f"{k} directions (fewer where a class has fewer references)"
+        )
         dist, spent, s, it = run_art(lr, refs, samples, own, budget)
         add("ART HopSkipJump", budget, dist, spent, s, f"max_iter={it}")
     D, per_pair, s = run_ours(lr, refs, samples, dict(method="mbd"))
@@ -148,8 +172,10 @@ def main(argv=None):
     write_csv(out / f"{tag}.csv", rows)
     print(f"\n{'method':<18}{'budget':>8}{'queries':>9}{'median':>8}{'p90':>7}{'min':>7}{'max':>7}{'time s':>8}")
     for r in rows:
-        print(f"{r['method']:<18}{str(r['budget_per_pair']):>8}{r['queries_per_pair']:>9.0f}{r['median_ratio']:>8.3f}"
-              f"{r['p90_ratio']:>7.3f}{r['min_ratio']:>7.3f}{r['max_ratio']:>7.3f}{r['seconds']:>8.1f}")
+        print(
+            f"{r['method']:<18}{str(r['budget_per_pair']):>8}{r['queries_per_pair']:>9.0f}{r['median_ratio']:>8.3f}"
+            f"{r['p90_ratio']:>7.3f}{r['min_ratio']:>7.3f}{r['max_ratio']:>7.3f}{r['seconds']:>8.1f}"
+        )
     plot(rows, out / f"{tag}.png")
 
 
@@ -160,7 +186,10 @@ def plot(rows, path):
     from db3learn.plotting import plot_quality_vs_queries
 
     (ax,) = plot_quality_vs_queries(
-        rows, metrics=("median_ratio",), queries="queries_per_pair", references=(),
+        rows,
+        metrics=("median_ratio",),
+        queries="queries_per_pair",
+        references=(),
         title="Linear teacher (digits): distance quality vs queries",
     )
     ax.axhline(1.0, color="black", lw=0.8)

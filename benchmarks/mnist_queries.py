@@ -28,16 +28,30 @@ from db3learn.models import LeNet5  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd_weights=(3.0, 10.0), boundary_weights=(0.03, 0.1, 0.3, 1.0)):
+def configs(
+    quick,
+    study=None,
+    temperatures=(1.5, 2.0, 3.0),
+    n_directions=10,
+    kd_weights=(3.0, 10.0),
+    boundary_weights=(0.03, 0.1, 0.3, 1.0),
+):
     """(name, labeler parameters, temperature) of each DB3KD row; a fourth item, if any, is DB3Distiller parameters."""
     if study == "kd":  # the defaults beside other weights of the KD term (the labeler's defaults, the automatic T)
-        return [("default", dict(), None)] + [(f"kd_weight={w:g}", dict(), None, dict(kd_weight=float(w))) for w in kd_weights]
-    if study == "boundary":  # the paper's loss (no boundary term) beside weights of the boundary term, at the defaults' search and T
+        return [("default", dict(), None)] + [
+            (f"kd_weight={w:g}", dict(), None, dict(kd_weight=float(w))) for w in kd_weights
+        ]
+    if (
+        study == "boundary"
+    ):  # the paper's loss (no boundary term) beside weights of the boundary term, at the defaults' search and T
         return [("default", dict(), None, dict(boundary_weight=0.0))] + [
-            (f"boundary_weight={w:g}", dict(), None, dict(boundary_weight=float(w))) for w in boundary_weights]
+            (f"boundary_weight={w:g}", dict(), None, dict(boundary_weight=float(w))) for w in boundary_weights
+        ]
     if study == "temperature":  # the defaults beside BD -d (with K directions) at each temperature
         name = "bd" if n_directions == 10 else f"bd-{n_directions}"
-        return [("default", dict(), None)] + [(name, dict(method="bd", n_directions=n_directions), float(T)) for T in temperatures]
+        return [("default", dict(), None)] + [
+            (name, dict(method="bd", n_directions=n_directions), float(T)) for T in temperatures
+        ]
     if study == "method":  # the defaults beside other searches within 1,000 queries per sample, all at the automatic T
         return [
             ("default", dict(), None),
@@ -47,8 +61,16 @@ def configs(quick, study=None, temperatures=(1.5, 2.0, 3.0), n_directions=10, kd
             ("mbd", dict(method="mbd", n_directions=3, max_queries_per_sample=1000), None),
         ]
     rows = [
-        ("default", dict(), None),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None and boundary_weight=None
-        ("bd", dict(method="bd"), None),  # the defaults with the paper's loss (every row but "default" has no boundary term)
+        (
+            "default",
+            dict(),
+            None,
+        ),  # DecisionBoundarySoftLabeler() and DB3Distiller's temperature=None and boundary_weight=None
+        (
+            "bd",
+            dict(method="bd"),
+            None,
+        ),  # the defaults with the paper's loss (every row but "default" has no boundary term)
         ("plane", dict(method="plane"), None),
         ("sd", dict(method="sd"), 2.0),
         ("bd", dict(method="bd"), 2.0),
@@ -77,8 +99,16 @@ def train_white_box(logits, X, hard, seed, temperature, epochs, device="cpu", bo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = KDStudent(
-            LeNet5, module__width=0.5, temperature=temperature, max_epochs=epochs, batch_size=64, lr=1e-3,
-            optimizer=torch.optim.Adam, classes=list(range(10)), device=device, boundary_weight=boundary_weight,
+            LeNet5,
+            module__width=0.5,
+            temperature=temperature,
+            max_epochs=epochs,
+            batch_size=64,
+            lr=1e-3,
+            optimizer=torch.optim.Adam,
+            classes=list(range(10)),
+            device=device,
+            boundary_weight=boundary_weight,
         ).fit(X, y, boundary=boundary)
     return net
 
@@ -88,18 +118,28 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="200 transfer digits, 1 seed, fewer rows")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--only", nargs="*", default=None, help="run only these rows (e.g. default bd hsj)")
-    parser.add_argument("--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)")
+    parser.add_argument(
+        "--white-box-temperatures", type=float, nargs="*", default=None, help="default: 1 2 4 8 (quick: 4)"
+    )
     parser.add_argument("--seeds", type=int, default=None, help="student seeds per row (default 3, quick: 1)")
-    parser.add_argument("--study", choices=["temperature", "method", "kd", "boundary", "limits"], default=None,
-                        help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
-                             "beside other searches within 1,000 queries per sample at the automatic temperature, "
-                             "beside other weights of the KD term (--kd-weights), "
-                             "with no boundary term beside its weights (--boundary-weights), "
-                             "or (limits) beside soft labels built from the teacher's own logit margins, "
-                             "to locate what the last part of the fidelity gap is made of")
-    parser.add_argument("--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature")
+    parser.add_argument(
+        "--study",
+        choices=["temperature", "method", "kd", "boundary", "limits"],
+        default=None,
+        help="instead of the table's rows: the defaults beside BD -d at --temperatures, "
+        "beside other searches within 1,000 queries per sample at the automatic temperature, "
+        "beside other weights of the KD term (--kd-weights), "
+        "with no boundary term beside its weights (--boundary-weights), "
+        "or (limits) beside soft labels built from the teacher's own logit margins, "
+        "to locate what the last part of the fidelity gap is made of",
+    )
+    parser.add_argument(
+        "--temperatures", type=float, nargs="*", default=[1.5, 2.0, 3.0], help="for --study temperature"
+    )
     parser.add_argument("--kd-weights", type=float, nargs="*", default=[3.0, 10.0], help="for --study kd")
-    parser.add_argument("--boundary-weights", type=float, nargs="*", default=[0.03, 0.1, 0.3, 1.0], help="for --study boundary")
+    parser.add_argument(
+        "--boundary-weights", type=float, nargs="*", default=[0.03, 0.1, 0.3, 1.0], help="for --study boundary"
+    )
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
@@ -128,9 +168,16 @@ def main(argv=None):
         fit_seconds = time.perf_counter() - started  # since the previous record: the student's training
         pred = predict(X_test)
         row = dict(
-            method=name, mapping=mapping, temperature=temperature, budget_per_sample=budget,
-            queries_per_sample=queries, seed=seed, accuracy=float(np.mean(pred == y_test)),
-            fidelity=float(np.mean(pred == teacher_test)), label_seconds=seconds, fit_seconds=fit_seconds,
+            method=name,
+            mapping=mapping,
+            temperature=temperature,
+            budget_per_sample=budget,
+            queries_per_sample=queries,
+            seed=seed,
+            accuracy=float(np.mean(pred == y_test)),
+            fidelity=float(np.mean(pred == teacher_test)),
+            label_seconds=seconds,
+            fit_seconds=fit_seconds,
             device=args.device,
         )
         records.append(row)
@@ -138,9 +185,13 @@ def main(argv=None):
         started = time.perf_counter()
 
     if args.study == "limits":
-        return limits_study(module, X_transfer, hard, logits, X_test, y_test, teacher_test, seeds, epochs, args, out, tag)
+        return limits_study(
+            module, X_transfer, hard, logits, X_test, y_test, teacher_test, seeds, epochs, args, out, tag
+        )
     for seed in seeds:
-        copy = DB3Distiller(TimedTorchTeacher(module, device=args.device), kd_weight=0, random_state=seed, **common).fit(X_transfer)
+        copy = DB3Distiller(
+            TimedTorchTeacher(module, device=args.device), kd_weight=0, random_state=seed, **common
+        ).fit(X_transfer)
         record("copycat", "", "", 1, 1.0, seed, copy.predict, 0.0)
     for T in args.white_box_temperatures or ([4.0] if args.quick else [1.0, 2.0, 4.0, 8.0]):
         for seed in seeds:
@@ -150,8 +201,12 @@ def main(argv=None):
     teacher = TimedTorchTeacher(module, device=args.device)
     if args.study == "boundary":
         # a hybrid reference, not the ceiling: white-box KD that is also given the defaults' boundary points
-        own_teacher = TimedTorchTeacher(module, device=args.device)  # its own caches: the rows below still count their queries
-        points, nearest = DecisionBoundarySoftLabeler(own_teacher, random_state=0).fit(X_transfer).boundary_points(X_transfer)
+        own_teacher = TimedTorchTeacher(
+            module, device=args.device
+        )  # its own caches: the rows below still count their queries
+        points, nearest = (
+            DecisionBoundarySoftLabeler(own_teacher, random_state=0).fit(X_transfer).boundary_points(X_transfer)
+        )
         boundary = (points, hard, nearest)
         started = time.perf_counter()
         for w in args.boundary_weights:
@@ -159,7 +214,9 @@ def main(argv=None):
                 net = train_white_box(logits, X_transfer, hard, seed, 8.0, epochs, args.device, boundary, w)
                 record(f"white-box KD + boundary points, weight {w:g}", "logits", 8.0, 0, 0.0, seed, net.predict, 0.0)
     searched = {}  # distance setting -> (queries per sample, seconds): mappings and temperatures share distances
-    for name, params, T, *extra in configs(args.quick, args.study, args.temperatures, args.n_directions, args.kd_weights, args.boundary_weights):
+    for name, params, T, *extra in configs(
+        args.quick, args.study, args.temperatures, args.n_directions, args.kd_weights, args.boundary_weights
+    ):
         distiller_params = extra[0] if extra else {}
         if not (name == "default" and args.study is None):
             # rows other than the table's defaults keep the paper's loss, as they were measured (before the boundary term)
@@ -167,7 +224,13 @@ def main(argv=None):
         if args.only is not None and name not in args.only:
             continue
         # rows with the same search (the defaults are BD with 10 directions) share it and its cached answers
-        setting = tuple(sorted((k, v) for k, v in {"method": "bd", "n_directions": 10, **params}.items() if k not in ("distance_to_logit", "temperature")))
+        setting = tuple(
+            sorted(
+                (k, v)
+                for k, v in {"method": "bd", "n_directions": 10, **params}.items()
+                if k not in ("distance_to_logit", "temperature")
+            )
+        )
         if setting not in searched:
             lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X_transfer)
             start = time.perf_counter()
@@ -177,11 +240,25 @@ def main(argv=None):
         queries, seconds = searched[setting]
         mapping = params.get("distance_to_logit", "negative")
         for seed in seeds:
-            d = DB3Distiller(teacher, soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params), temperature=T, random_state=seed,
-                             **common, **distiller_params)
+            d = DB3Distiller(
+                teacher,
+                soft_labeler=DecisionBoundarySoftLabeler(random_state=0, **params),
+                temperature=T,
+                random_state=seed,
+                **common,
+                **distiller_params,
+            )
             d.fit(X_transfer)
-            record(name, mapping, T if T is not None else f"auto ({d.temperature_:.2f})", params.get("max_queries_per_sample", ""),
-                   float(queries.mean()) + 1, seed, d.predict, seconds)
+            record(
+                name,
+                mapping,
+                T if T is not None else f"auto ({d.temperature_:.2f})",
+                params.get("max_queries_per_sample", ""),
+                float(queries.mean()) + 1,
+                seed,
+                d.predict,
+                seconds,
+            )
 
     write_csv(out / f"{tag}.csv", records)
     summary = summarise(records)
@@ -203,7 +280,10 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     multiplies BD's distances by the teacher's median margin-per-distance of each (class, other class) pair.
     """
     teacher = TimedTorchTeacher(module, device=args.device)
-    searches = {"defaults (BD, 10 directions)": dict(), "BD, 30 directions, budget 1,000": dict(n_directions=30, max_queries_per_sample=1000)}
+    searches = {
+        "defaults (BD, 10 directions)": dict(),
+        "BD, 30 directions, budget 1,000": dict(n_directions=30, max_queries_per_sample=1000),
+    }
     D, queries = {}, {}
     for name, params in searches.items():
         lab = DecisionBoundarySoftLabeler(teacher, random_state=0, **params).fit(X)
@@ -226,8 +306,14 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
 
     def record(name, T, q, seed, net):
         pred = net.predict(X_test)
-        row = dict(method=name, temperature=T, queries_per_sample=q, seed=seed, accuracy=float(np.mean(pred == y_test)),
-                   fidelity=float(np.mean(pred == teacher_test)))
+        row = dict(
+            method=name,
+            temperature=T,
+            queries_per_sample=q,
+            seed=seed,
+            accuracy=float(np.mean(pred == y_test)),
+            fidelity=float(np.mean(pred == teacher_test)),
+        )
         records.append(row)
         print(row, flush=True)
 
@@ -241,10 +327,14 @@ def limits_study(module, X, hard, logits, X_test, y_test, teacher_test, seeds, e
     write_csv(out / f"{tag}.csv", records)
     rows = paired_summary(records, "defaults (BD, 10 directions)")
     write_csv(out / f"{tag}_summary.csv", rows)
-    print(f"\n{'row':<40}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}{'fid - defaults (paired)':>26}")
+    print(
+        f"\n{'row':<40}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}{'fid - defaults (paired)':>26}"
+    )
     for r in rows:
-        print(f"{r['method']:<40}{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
-              f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}{r['fid_vs_defaults']:>+17.2%} +- {r['fid_vs_defaults_se']:.2%}")
+        print(
+            f"{r['method']:<40}{r['queries_per_sample']:>9.0f}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}"
+            f"{r['acc_gap_closed']:>9.0%}{r['fid_gap_closed']:>9.0%}{r['fid_vs_defaults']:>+17.2%} +- {r['fid_vs_defaults_se']:.2%}"
+        )
 
 
 def pair_scale(margins, D, hard):
@@ -278,13 +368,18 @@ def paired_summary(records, baseline):
     for n in names:
         rs = by[n]
         diff, se = paired_difference([rs[s]["fidelity"] - base[s]["fidelity"] for s in rs])
-        rows.append(dict(
-            method=n.split("|")[0], temperature=rs[next(iter(rs))]["temperature"], n_seeds=len(rs),
-            queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs.values()])),
-            accuracy=float(np.mean([r["accuracy"] for r in rs.values()])),
-            fidelity=float(np.mean([r["fidelity"] for r in rs.values()])),
-            fid_vs_defaults=diff, fid_vs_defaults_se=se,
-        ))
+        rows.append(
+            dict(
+                method=n.split("|")[0],
+                temperature=rs[next(iter(rs))]["temperature"],
+                n_seeds=len(rs),
+                queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs.values()])),
+                accuracy=float(np.mean([r["accuracy"] for r in rs.values()])),
+                fidelity=float(np.mean([r["fidelity"] for r in rs.values()])),
+                fid_vs_defaults=diff,
+                fid_vs_defaults_se=se,
+            )
+        )
     return add_gaps_closed(rows)
 
 
@@ -313,15 +408,25 @@ def summarise(records):
             keys.append(k)
     rows = []
     for k in keys:
-        rs = [r for r in records if (r["method"], r["mapping"], str(r["temperature"]).split(" ")[0], r["budget_per_sample"]) == k]
-        rows.append(dict(
-            method=k[0], mapping=k[1], temperature=k[2], budget_per_sample=k[3],
-            queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
-            accuracy=float(np.mean([r["accuracy"] for r in rs])),
-            fidelity=float(np.mean([r["fidelity"] for r in rs])),
-            n_seeds=len(rs), label_seconds=float(rs[0]["label_seconds"]),
-            fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
-        ))
+        rs = [
+            r
+            for r in records
+            if (r["method"], r["mapping"], str(r["temperature"]).split(" ")[0], r["budget_per_sample"]) == k
+        ]
+        rows.append(
+            dict(
+                method=k[0],
+                mapping=k[1],
+                temperature=k[2],
+                budget_per_sample=k[3],
+                queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
+                accuracy=float(np.mean([r["accuracy"] for r in rs])),
+                fidelity=float(np.mean([r["fidelity"] for r in rs])),
+                n_seeds=len(rs),
+                label_seconds=float(rs[0]["label_seconds"]),
+                fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
+            )
+        )
         diff = [r["fidelity"] - default[r["seed"]] for r in rs if r["seed"] in default]
         if diff:  # paired by seed: most of the seed-to-seed spread cancels
             rows[-1]["fid_vs_default"], rows[-1]["fid_vs_default_se"] = paired_difference(diff)
@@ -329,7 +434,9 @@ def summarise(records):
 
 
 def print_table(rows):
-    print(f"\n{'method':<14}{'mapping':<10}{'T':>6}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}")
+    print(
+        f"\n{'method':<14}{'mapping':<10}{'T':>6}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}"
+    )
     for r in rows:
         print(
             f"{r['method']:<14}{r['mapping']:<10}{str(r['temperature']):>6}{str(r['budget_per_sample']):>8}"
@@ -348,7 +455,9 @@ def plot(rows, path):
         return f"{r['method'].upper()} {r['mapping']} T={r['temperature']}"
 
     axes = plot_quality_vs_queries(
-        rows, group_by=("method", "mapping", "temperature"), label=label,
+        rows,
+        group_by=("method", "mapping", "temperature"),
+        label=label,
         title="LeNet-5 -> LeNet-5-half on MNIST: student quality vs teacher queries",
     )
     for ax, key in zip(axes, ("accuracy", "fidelity")):

@@ -46,8 +46,14 @@ def main(argv=None):
 
     def record(name, seed, predict, seconds):
         pred = predict(X_test)
-        row = dict(method=name, seed=seed, queries_per_sample=round(teacher.n_queries / len(X_transfer), 1),
-                   accuracy=float(np.mean(pred == y_test)), fidelity=float(np.mean(pred == teacher_test)), fit_seconds=round(seconds, 1))
+        row = dict(
+            method=name,
+            seed=seed,
+            queries_per_sample=round(teacher.n_queries / len(X_transfer), 1),
+            accuracy=float(np.mean(pred == y_test)),
+            fidelity=float(np.mean(pred == teacher_test)),
+            fit_seconds=round(seconds, 1),
+        )
         rows.append(row)
         print(row, flush=True)
 
@@ -55,7 +61,10 @@ def main(argv=None):
         start = time.perf_counter()
         d = DB3Distiller(teacher, max_epochs=40, batch_size=64, random_state=seed, **student).fit(X_transfer)
         record("db3kd", seed, d.predict, time.perf_counter() - start)  # the first seed's time includes the search
-        for name, extra in (("db3kd + queried rows", {}), ("db3kd + queried rows, no boundary term", {"boundary_weight": 0.0})):
+        for name, extra in (
+            ("db3kd + queried rows", {}),
+            ("db3kd + queried rows, no boundary term", {"boundary_weight": 0.0}),
+        ):
             start = time.perf_counter()
             d = DB3Distiller(teacher, queried_rows=True, random_state=seed, **extra, **student).fit(X_transfer)
             record(name, seed, d.predict, time.perf_counter() - start)
@@ -63,8 +72,15 @@ def main(argv=None):
         R, L = teacher.queried_rows()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = KDStudent(LeNet5, module__width=0.5, max_epochs=8, batch_size=256, lr=1e-3, optimizer=torch.optim.Adam,
-                            classes=list(range(10))).fit(R, L.astype(np.int64))
+            net = KDStudent(
+                LeNet5,
+                module__width=0.5,
+                max_epochs=8,
+                batch_size=256,
+                lr=1e-3,
+                optimizer=torch.optim.Adam,
+                classes=list(range(10)),
+            ).fit(R, L.astype(np.int64))
         record("copycat on queried rows", seed, net.predict, time.perf_counter() - start)
     write_csv(Path(args.out) / "queried_rows.csv", rows)
 

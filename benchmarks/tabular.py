@@ -116,8 +116,11 @@ def split(X, y, seed, cap):
     """Shuffle with ``seed``, keep ``cap`` rows; a quarter (at most 2,000) for test, as many for transfer, the rest for the teacher."""
     order = np.random.RandomState(seed).permutation(len(X))[:cap]
     n = min(2000, len(order) // 4)
-    parts = order[:n], order[n:2 * n], order[2 * n:]  # test, transfer, teacher
-    (X_test, X_transfer, X_train), (y_test, _, y_train) = ([X.iloc[p].reset_index(drop=True) for p in parts], [y[p] for p in parts])
+    parts = order[:n], order[n : 2 * n], order[2 * n :]  # test, transfer, teacher
+    (X_test, X_transfer, X_train), (y_test, _, y_train) = (
+        [X.iloc[p].reset_index(drop=True) for p in parts],
+        [y[p] for p in parts],
+    )
     return X_train, y_train, X_transfer, X_test, y_test
 
 
@@ -142,7 +145,9 @@ def make_teacher(kind, X, seed):
     if kind == "hgb":
         return make_pipeline(HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed))
     if kind == "rf":
-        one_hot = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), categorical), remainder="passthrough")
+        one_hot = make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), categorical), remainder="passthrough"
+        )
         return make_pipeline(one_hot, RandomForestClassifier(random_state=seed))
     if kind == "logreg":
         return make_pipeline(scaled_one_hot(X), LogisticRegression(max_iter=1000))
@@ -163,8 +168,15 @@ def white_box(teacher, X_transfer, X_test, seed, temperatures):
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = KDStudent(MLP, module__n_features=Z.shape[1], module__n_classes=n_classes, classes=list(range(n_classes)),
-                            temperature=T, kd_weight=1.0, **STUDENT_TRAINING).fit(Z, y)
+            net = KDStudent(
+                MLP,
+                module__n_features=Z.shape[1],
+                module__n_classes=n_classes,
+                classes=list(range(n_classes)),
+                temperature=T,
+                kd_weight=1.0,
+                **STUDENT_TRAINING,
+            ).fit(Z, y)
         out[T] = teacher.classes_[net.predict(Z_test)], shared + time.perf_counter() - start
     return out
 
@@ -177,15 +189,26 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
         X_train, y_train, X_transfer, X_test, y_test = split(X, y, seed, cap)
         labels, counts = np.unique(y_train, return_counts=True)
         majority = float(np.mean(y_test == labels[counts.argmax()]))  # predicting the training rows' commonest class
-        base = dict(table=name, n_classes=len(np.unique(y)), n_numeric=len(numeric), n_categorical=len(categorical),
-                    n_teacher_rows=len(X_train), n_transfer=len(X_transfer), n_test=len(X_test), majority_share=majority)
+        base = dict(
+            table=name,
+            n_classes=len(np.unique(y)),
+            n_numeric=len(numeric),
+            n_categorical=len(categorical),
+            n_teacher_rows=len(X_train),
+            n_transfer=len(X_transfer),
+            n_test=len(X_test),
+            majority_share=majority,
+        )
         for kind in teachers:
             start = time.perf_counter()
             teacher = make_teacher(kind, X_train, seed).fit(X_train, y_train)
             teacher_seconds = time.perf_counter() - start
             teacher_test = teacher.predict(X_test)
-            print(f"{name} seed {seed} {kind}: teacher accuracy {np.mean(teacher_test == y_test):.2%}, "
-                  f"majority class {majority:.2%}", flush=True)
+            print(
+                f"{name} seed {seed} {kind}: teacher accuracy {np.mean(teacher_test == y_test):.2%}, "
+                f"majority class {majority:.2%}",
+                flush=True,
+            )
 
             def record(row, fit, temperature=""):
                 """Run ``fit() -> (accuracy, fidelity, queries per transfer row, seconds)``; NaN if it fails."""
@@ -197,11 +220,24 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                     traceback.print_exc(limit=-2, file=sys.stdout)
                     accuracy = fidelity = queries = seconds = np.nan
                     error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-                r = dict(base, teacher=kind, row=row, temperature=temperature, seed=seed, queries_per_row=queries,
-                         accuracy=float(accuracy), fidelity=float(fidelity), seconds=float(seconds), error=error)
+                r = dict(
+                    base,
+                    teacher=kind,
+                    row=row,
+                    temperature=temperature,
+                    seed=seed,
+                    queries_per_row=queries,
+                    accuracy=float(accuracy),
+                    fidelity=float(fidelity),
+                    seconds=float(seconds),
+                    error=error,
+                )
                 records.append(r)
-                print(f"  {row:<16}{str(temperature):>4}  accuracy {accuracy:.2%}  fidelity {fidelity:.2%}  "
-                      f"queries/row {queries:.1f}  {seconds:.1f} s", flush=True)
+                print(
+                    f"  {row:<16}{str(temperature):>4}  accuracy {accuracy:.2%}  fidelity {fidelity:.2%}  "
+                    f"queries/row {queries:.1f}  {seconds:.1f} s",
+                    flush=True,
+                )
 
             def scores(pred):
                 return float(np.mean(pred == y_test)), float(np.mean(pred == teacher_test))
@@ -209,19 +245,28 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
             if "teacher" in rows:
                 record("teacher", lambda: (np.mean(teacher_test == y_test), np.nan, np.nan, teacher_seconds))
             if "copycat-sklearn" in rows:
+
                 def copycat_sklearn():
                     start = time.perf_counter()
                     student = make_pipeline(scaled_one_hot(X_transfer), MLPClassifier(random_state=seed))
                     student.fit(X_transfer, teacher.predict(X_transfer))
                     return (*scores(student.predict(X_test)), 1.0, time.perf_counter() - start)
+
                 record("copycat-sklearn", copycat_sklearn)
             for row, params in (("copycat", dict(kd_weight=0)), ("db3-defaults", dict())):
                 if row in rows:
+
                     def distil(params=params):
                         start = time.perf_counter()
                         student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
                         seconds = time.perf_counter() - start  # labelling and training, not scoring
-                        return (student.score(X_test, y_test), student.score(X_test), student.n_queries_ / len(X_transfer), seconds)
+                        return (
+                            student.score(X_test, y_test),
+                            student.score(X_test),
+                            student.n_queries_ / len(X_transfer),
+                            seconds,
+                        )
+
                     record(row, distil)
             if "white-box" in rows:
                 try:
@@ -229,11 +274,13 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                 except Exception as exc:  # noqa: BLE001
                     students = {T: exc for T in temperatures}
                 for T in temperatures:
+
                     def kept(T=T):
                         if isinstance(students[T], Exception):
                             raise students[T]
                         pred, seconds = students[T]
                         return (*scores(pred), 0.0, seconds)
+
                     record("white-box", kept, T)
     return records
 
@@ -254,8 +301,21 @@ def summarise(records):
     rows = []
     for key in keys:
         rs = [r for r in records if (r["table"], r["teacher"], r["row"], r["temperature"]) == key]
-        row = {k: rs[0][k] for k in ("table", "teacher", "row", "temperature", "n_classes", "n_numeric", "n_categorical",
-                                      "n_teacher_rows", "n_transfer", "n_test")}
+        row = {
+            k: rs[0][k]
+            for k in (
+                "table",
+                "teacher",
+                "row",
+                "temperature",
+                "n_classes",
+                "n_numeric",
+                "n_categorical",
+                "n_teacher_rows",
+                "n_transfer",
+                "n_test",
+            )
+        }
         row["majority_share"] = mean_std([r["majority_share"] for r in rs])[0]
         for col in ("accuracy", "fidelity", "queries_per_row", "seconds"):
             row[col], row[f"{col}_std"] = mean_std([r[col] for r in rs])
@@ -275,9 +335,17 @@ def summarise(records):
         if box is None or not copycats:
             continue
         copy = max(copycats, key=lambda r: r["fidelity"])
-        gap = dict(table=table, teacher=teacher, copycat=copy["row"], copycat_fidelity=copy["fidelity"],
-                   white_box_temperature=box["temperature"], white_box_fidelity=box["fidelity"],
-                   gap_points=100 * (box["fidelity"] - copy["fidelity"]), db3_fidelity=np.nan, fid_gap_closed=np.nan)
+        gap = dict(
+            table=table,
+            teacher=teacher,
+            copycat=copy["row"],
+            copycat_fidelity=copy["fidelity"],
+            white_box_temperature=box["temperature"],
+            white_box_fidelity=box["fidelity"],
+            gap_points=100 * (box["fidelity"] - copy["fidelity"]),
+            db3_fidelity=np.nan,
+            fid_gap_closed=np.nan,
+        )
         if "db3-defaults" in by:
             db3 = by["db3-defaults"]
             db3["fid_gap_closed"] = gap_closed(db3["fidelity"], copy["fidelity"], box["fidelity"])
@@ -297,27 +365,36 @@ def print_tables(rows, gaps, min_gap=1.0):
 
     A gap closed is only told apart from noise where the white-box row beats the best copycat by ``min_gap`` points.
     """
-    print("\n| table | classes | features (numeric + categorical) | rows (teacher / transfer / test) | majority class "
-          "| " + " | ".join(f"{t} accuracy" for t in TEACHERS) + " |")
+    print(
+        "\n| table | classes | features (numeric + categorical) | rows (teacher / transfer / test) | majority class "
+        "| " + " | ".join(f"{t} accuracy" for t in TEACHERS) + " |"
+    )
     print("|---|---|---|---|---|" + "---|" * len(TEACHERS))
     for table in dict.fromkeys(r["table"] for r in rows):
         rs = [r for r in rows if r["table"] == table]
         acc = {r["teacher"]: r for r in rs if r["row"] == "teacher"}
         r = rs[0]
-        print(f"| {table} | {r['n_classes']} | {r['n_numeric']} + {r['n_categorical']} | "
-              f"{r['n_teacher_rows']:,} / {r['n_transfer']:,} / {r['n_test']:,} | {pct(r['majority_share'])} | "
-              + " | ".join(pct(acc[t]["accuracy"], acc[t]["accuracy_std"]) if t in acc else "" for t in TEACHERS) + " |")
+        print(
+            f"| {table} | {r['n_classes']} | {r['n_numeric']} + {r['n_categorical']} | "
+            f"{r['n_teacher_rows']:,} / {r['n_transfer']:,} / {r['n_test']:,} | {pct(r['majority_share'])} | "
+            + " | ".join(pct(acc[t]["accuracy"], acc[t]["accuracy_std"]) if t in acc else "" for t in TEACHERS)
+            + " |"
+        )
     print("\n| table | teacher | row | T | queries / transfer row | accuracy | fidelity | time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         queries = "" if np.isnan(r["queries_per_row"]) else f"{r['queries_per_row']:,.1f}"
         failed = f" ({r['n_failed']} of {r['n_seeds']} seeds failed)" if r["n_failed"] else ""
         fidelity = "" if r["row"] == "teacher" else pct(r["fidelity"], r["fidelity_std"])
-        print(f"| {r['table']} | {r['teacher']} | {r['row']}{failed} | {r['temperature']} | {queries} | "
-              f"{pct(r['accuracy'], r['accuracy_std'])} | {fidelity} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['table']} | {r['teacher']} | {r['row']}{failed} | {r['temperature']} | {queries} | "
+            f"{pct(r['accuracy'], r['accuracy_std'])} | {fidelity} | {r['seconds']:.1f} |"
+        )
     if not gaps:
         return
-    print("\n| table | teacher | best copycat | its fidelity | white-box (T) | gap (points) | db3-defaults | gap closed |")
+    print(
+        "\n| table | teacher | best copycat | its fidelity | white-box (T) | gap (points) | db3-defaults | gap closed |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for g in gaps:
         closed = "" if np.isnan(g["db3_fidelity"]) else f"{g['fid_gap_closed'] + 0.0:.0%}"
@@ -325,19 +402,25 @@ def print_tables(rows, gaps, min_gap=1.0):
             closed = "n/a (white-box not above the copycat)"
         elif closed and g["gap_points"] < min_gap:
             closed += f" (gap under {min_gap:g} point: noise)"
-        print(f"| {g['table']} | {g['teacher']} | {g['copycat']} | {pct(g['copycat_fidelity'])} | "
-              f"{pct(g['white_box_fidelity'])} ({g['white_box_temperature']}) | {g['gap_points']:+.2f} | "
-              f"{pct(g['db3_fidelity'])} | {closed} |")
+        print(
+            f"| {g['table']} | {g['teacher']} | {g['copycat']} | {pct(g['copycat_fidelity'])} | "
+            f"{pct(g['white_box_fidelity'])} ({g['white_box_temperature']}) | {g['gap_points']:+.2f} | "
+            f"{pct(g['db3_fidelity'])} | {closed} |"
+        )
     wide = [g for g in gaps if g["gap_points"] >= min_gap]
-    print(f"\nwhite-box beats the best copycat by {min_gap:g} point or more on {len(wide)} of {len(gaps)} (table, teacher) pairs")
+    print(
+        f"\nwhite-box beats the best copycat by {min_gap:g} point or more on {len(wide)} of {len(gaps)} (table, teacher) pairs"
+    )
     db3 = [g for g in gaps if not np.isnan(g["db3_fidelity"])]
     if db3:
         over_copy = np.mean([100 * (g["db3_fidelity"] - g["copycat_fidelity"]) for g in db3])
         over_box = np.mean([100 * (g["db3_fidelity"] - g["white_box_fidelity"]) for g in db3])
         closed = [g["fid_gap_closed"] for g in db3 if g["gap_points"] >= min_gap]
-        print(f"db3-defaults, mean over {len(db3)} pairs: {over_copy:+.2f} points of fidelity over the best copycat, "
-              f"{over_box:+.2f} over white-box; median gap closed where the gap is {min_gap:g} point or more: "
-              + (f"{np.median(closed):.0%} ({len(closed)} pairs)" if closed else "no such pair"))
+        print(
+            f"db3-defaults, mean over {len(db3)} pairs: {over_copy:+.2f} points of fidelity over the best copycat, "
+            f"{over_box:+.2f} over white-box; median gap closed where the gap is {min_gap:g} point or more: "
+            + (f"{np.median(closed):.0%} ({len(closed)} pairs)" if closed else "no such pair")
+        )
 
 
 def plot(rows, path, title):
@@ -346,11 +429,17 @@ def plot(rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    students = [k for k in ("copycat-sklearn", "copycat", "db3-defaults", "white-box") if any(r["row"] == k for r in rows)]
+    students = [
+        k for k in ("copycat-sklearn", "copycat", "db3-defaults", "white-box") if any(r["row"] == k for r in rows)
+    ]
     teachers = [t for t in TEACHERS if any(r["teacher"] == t for r in rows)]
     tables = list(dict.fromkeys(r["table"] for r in rows))
-    style = {"copycat-sklearn": ("s", "tab:gray"), "copycat": ("v", "tab:orange"), "db3-defaults": ("o", "tab:blue"),
-             "white-box": ("^", "tab:green")}
+    style = {
+        "copycat-sklearn": ("s", "tab:gray"),
+        "copycat": ("v", "tab:orange"),
+        "db3-defaults": ("o", "tab:blue"),
+        "white-box": ("^", "tab:green"),
+    }
     plt.rcParams.update({"font.size": 12})
     fig, axes = plt.subplots(1, len(teachers), figsize=(5.5 * len(teachers), 4.8), sharey=True, squeeze=False)
     for ax, teacher in zip(axes[0], teachers):
@@ -377,15 +466,21 @@ def plot(rows, path, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, the OJ and diamonds tables, 1,000 rows each")
-    parser.add_argument("--tables", nargs="+", default=None, choices=list(TABLES), help=f"default: {' '.join(DEFAULT_TABLES)}")
+    parser.add_argument(
+        "--tables", nargs="+", default=None, choices=list(TABLES), help=f"default: {' '.join(DEFAULT_TABLES)}"
+    )
     parser.add_argument("--teachers", nargs="+", default=TEACHERS, choices=TEACHERS)
     parser.add_argument("--only", nargs="+", default=ROWS, choices=ROWS, help="run only these rows")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per (table, teacher) (default 3, quick: 1)")
     parser.add_argument("--max-rows", type=int, default=None, help="rows kept per table (default 6,000, quick: 1,000)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="+", default=list(WHITE_BOX_TEMPERATURES))
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: the students are small MLPs, and on 2 shared cores one thread "
-                             "trained one 17 times as fast as two)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the students are small MLPs, and on 2 shared cores one thread "
+        "trained one 17 times as fast as two)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
     args = parser.parse_args(argv)
@@ -410,7 +505,11 @@ def main(argv=None):
     if gaps:
         write_csv(out / f"{tag}_gaps.csv", gaps)
     print_tables(rows, gaps)
-    plot(rows, out / f"{tag}.png", f"Students of scikit-learn teachers on real tables ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    plot(
+        rows,
+        out / f"{tag}.png",
+        f"Students of scikit-learn teachers on real tables ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
+    )
     print(f"total {time.perf_counter() - started:.0f} s; wrote {out / f'{tag}.csv'} and {out / f'{tag}_summary.csv'}")
 
 

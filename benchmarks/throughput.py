@@ -42,9 +42,15 @@ def measure(name, teacher, plain, X_refs, X, probe, method="bd"):
     plain.predict(probe)
     alone = len(probe) / (time.perf_counter() - start)
     row = dict(
-        teacher=name, method=method, samples=len(X), queries=queries, wall_seconds=round(wall, 2),
-        predict_seconds=round(inside, 2), share_in_predict=round(inside / wall, 3),
-        labelling_queries_per_s=round(queries / wall), teacher_alone_rows_per_s=round(alone),
+        teacher=name,
+        method=method,
+        samples=len(X),
+        queries=queries,
+        wall_seconds=round(wall, 2),
+        predict_seconds=round(inside, 2),
+        share_in_predict=round(inside / wall, 3),
+        labelling_queries_per_s=round(queries / wall),
+        teacher_alone_rows_per_s=round(alone),
     )
     print(row, flush=True)
     return row
@@ -65,22 +71,46 @@ def main(argv=None):
     n = 200 if args.quick else 1000
     probe = rng.random((65536, 784), dtype=np.float32)
     # a new teacher (and answer cache) per method: plane's first BD steps are BD's, and would be answered from the cache
-    rows = [measure("LeNet-5 (torch, CPU)", TimedTorchTeacher(module), TorchTeacher(module, cache=False), X_transfer, X_transfer[:n], probe, method)
-            for method in ("bd", "plane")]
+    rows = [
+        measure(
+            "LeNet-5 (torch, CPU)",
+            TimedTorchTeacher(module),
+            TorchTeacher(module, cache=False),
+            X_transfer,
+            X_transfer[:n],
+            probe,
+            method,
+        )
+        for method in ("bd", "plane")
+    ]
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     svc = SVC().fit(X[:1000], y[:1000])
     m = 200 if args.quick else 500
     probe = rng.random((65536, 64))
-    rows += [measure("SVC (scikit-learn)", TimedTeacher(svc), Teacher(svc, cache=False), X[:1000], X[1000 : 1000 + m], probe, method)
-             for method in ("bd", "plane")]
+    rows += [
+        measure(
+            "SVC (scikit-learn)",
+            TimedTeacher(svc),
+            Teacher(svc, cache=False),
+            X[:1000],
+            X[1000 : 1000 + m],
+            probe,
+            method,
+        )
+        for method in ("bd", "plane")
+    ]
 
     write_csv(out / f"{tag}.csv", rows)
-    print(f"\n{'teacher':<22}{'method':<7}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}")
+    print(
+        f"\n{'teacher':<22}{'method':<7}{'queries':>10}{'wall s':>8}{'in predict':>11}{'labelling q/s':>14}{'alone rows/s':>13}"
+    )
     for r in rows:
-        print(f"{r['teacher']:<22}{r['method']:<7}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"
-              f"{r['labelling_queries_per_s']:>14,}{r['teacher_alone_rows_per_s']:>13,}")
+        print(
+            f"{r['teacher']:<22}{r['method']:<7}{r['queries']:>10,}{r['wall_seconds']:>8.1f}{r['share_in_predict']:>11.1%}"
+            f"{r['labelling_queries_per_s']:>14,}{r['teacher_alone_rows_per_s']:>13,}"
+        )
 
 
 if __name__ == "__main__":

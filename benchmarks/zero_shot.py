@@ -40,14 +40,25 @@ def zero_shot(module, budget, seed, per_class, n_iter, epochs):
     n_pseudo = 10 * per_class
     per_sample = max(20, int((budget - gen_budget) / n_pseudo) - 1)
     gen = ZeroShotTransferSet(
-        n_samples_per_class=per_class, n_iter=n_iter, max_queries=gen_budget, input_shape=(1, 28, 28),
-        feature_range=(0.0, 1.0), random_state=seed,
+        n_samples_per_class=per_class,
+        n_iter=n_iter,
+        max_queries=gen_budget,
+        input_shape=(1, 28, 28),
+        feature_range=(0.0, 1.0),
+        random_state=seed,
     )
     labeler = DecisionBoundarySoftLabeler(n_directions=5, max_queries_per_sample=per_sample, random_state=seed)
     start = time.perf_counter()
     d = DB3Distiller(
-        teacher, transfer_set=gen, soft_labeler=labeler, temperature=2.0, student=LeNet5, student__width=0.5,
-        max_epochs=epochs, batch_size=64, random_state=seed,
+        teacher,
+        transfer_set=gen,
+        soft_labeler=labeler,
+        temperature=2.0,
+        student=LeNet5,
+        student__width=0.5,
+        max_epochs=epochs,
+        batch_size=64,
+        random_state=seed,
         boundary_weight=0.0,  # the paper's loss, as the README's figures were measured (the boundary term is untried here)
     ).fit(None)
     return d, time.perf_counter() - start
@@ -78,8 +89,15 @@ def noise_copycat(module, n_images, seed):
     """A LeNet-5-half copycat trained for one pass over ``n_images`` fresh noise images (one query each)."""
     teacher = TorchTeacher(module, cache=False)
     net = NeuralNetClassifier(
-        LeNet5, module__width=0.5, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
-        max_epochs=1, train_split=None, classes=list(range(10)), iterator_train__batch_size=None,
+        LeNet5,
+        module__width=0.5,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=1,
+        train_split=None,
+        classes=list(range(10)),
+        iterator_train__batch_size=None,
     )
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -95,7 +113,10 @@ def save_grid(samples, labels, path, per_class=8):
     from db3learn.plotting import plot_pseudo_samples
 
     fig = plot_pseudo_samples(
-        samples, labels, image_shape=(28, 28), n_per_class=per_class,
+        samples,
+        labels,
+        image_shape=(28, 28),
+        n_per_class=per_class,
         title="ZeroShotTransferSet: pseudo samples of a LeNet-5 MNIST teacher, one row per teacher label",
     )
     fig.savefig(path, dpi=110)
@@ -109,8 +130,14 @@ def main(argv=None):
     parser.add_argument("--per-class", type=int, default=200, help="pseudo samples per class (default 200)")
     parser.add_argument("--n-iter", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--copycat-only", type=int, nargs="*", default=None, metavar="QUERIES",
-                        help="train only noise copycats, one per number of queries (images) given")
+    parser.add_argument(
+        "--copycat-only",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="QUERIES",
+        help="train only noise copycats, one per number of queries (images) given",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--tag", default=None, help="name of the output files (default: zero_shot[_quick])")
@@ -130,10 +157,18 @@ def main(argv=None):
     def copycat_row(budget, n_images):
         c, queries, seconds = noise_copycat(module, n_images, args.seed)
         pred = c.predict(X_all)
-        rows.append(dict(
-            student="noise copycat", budget=budget, queries=queries, n_pseudo=n_images, classes_reached="",
-            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
-        ))
+        rows.append(
+            dict(
+                student="noise copycat",
+                budget=budget,
+                queries=queries,
+                n_pseudo=n_images,
+                classes_reached="",
+                accuracy=float(np.mean(pred == y_all)),
+                fidelity=float(np.mean(pred == teacher_all)),
+                seconds=round(seconds, 1),
+            )
+        )
         print(rows[-1], flush=True)
 
     rows = []
@@ -145,11 +180,18 @@ def main(argv=None):
         d, seconds = zero_shot(module, budget, args.seed, args.per_class, args.n_iter, args.epochs)
         pred = d.predict(X_all)
         gen = d.transfer_set_
-        rows.append(dict(
-            student="zero-shot DB3KD", budget=budget, queries=d.n_queries_, n_pseudo=len(gen.samples_),
-            classes_reached=int(sum(v > 0 for v in gen.n_samples_per_class_.values())),
-            accuracy=float(np.mean(pred == y_all)), fidelity=float(np.mean(pred == teacher_all)), seconds=round(seconds, 1),
-        ))
+        rows.append(
+            dict(
+                student="zero-shot DB3KD",
+                budget=budget,
+                queries=d.n_queries_,
+                n_pseudo=len(gen.samples_),
+                classes_reached=int(sum(v > 0 for v in gen.n_samples_per_class_.values())),
+                accuracy=float(np.mean(pred == y_all)),
+                fidelity=float(np.mean(pred == teacher_all)),
+                seconds=round(seconds, 1),
+            )
+        )
         print(rows[-1], flush=True)
         save_grid(gen.samples_, gen.labels_, out / f"{tag}_pseudo_samples_{budget}.png")
         copycat_row(budget, d.n_queries_)  # as many noise images as the zero-shot run spent queries
@@ -158,7 +200,9 @@ def main(argv=None):
     print(f"\n{'student':<18}{'budget':>11}{'queries':>11}{'samples':>9}{'accuracy':>10}{'fidelity':>10}{'time s':>8}")
     for r in rows:
         budget = f"{r['budget']:,}" if r["budget"] else ""
-        print(f"{r['student']:<18}{budget:>11}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}")
+        print(
+            f"{r['student']:<18}{budget:>11}{r['queries']:>11,}{r['n_pseudo']:>9,}{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['seconds']:>8.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ becomes a soft label, and a student learns them with knowledge distillation.
 from ._distiller import DB3Distiller
 from ._input_space import InputSpace
 from ._labeler import DecisionBoundarySoftLabeler
+from ._remote import RemoteTeacher
 from ._soft_labels import distances_to_logits, median_nearest_distance, soft_labels
 from ._student import KDStudent, boundary_loss, distillation_loss
-from ._remote import RemoteTeacher
 from ._teachers import Teacher, TorchTeacher, as_teacher
 from ._zero_shot import ClassCoverageWarning, ZeroShotTransferSet
 from .exceptions import (

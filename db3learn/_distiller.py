@@ -5,21 +5,21 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch import NeuralNet
-from torch.utils.data import DataLoader
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet
+from torch.utils.data import DataLoader
 
 from ._input_space import InputSpace, check_input, is_frame, take_rows
 from ._labeler import _POINTING, DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance
-from ._zero_shot import ZeroShotTransferSet
 from ._student import KDStudent, _EpochBar
 from ._teachers import _TeacherParamMixin
+from ._zero_shot import ZeroShotTransferSet
 from .models import MLP, default_hidden_units
 
 __all__ = ["DB3Distiller"]
@@ -400,7 +400,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.kd_weight_ = float(self.kd_weight)
         self.soft_label_check_ = None
         if held_out is not None:
-            self.soft_label_check_ = self._check_soft_labels(Z, target, hard, boundary, found if boundary else None, held_out, seed)
+            self.soft_label_check_ = self._check_soft_labels(
+                Z, target, hard, boundary, found if boundary else None, held_out, seed
+            )
             if self.soft_label_check_["copycat"] >= self.soft_label_check_["soft labels"]:  # the soft labels must win
                 self.kd_weight_, self.boundary_weight_ = 0.0, 0.0
                 target, boundary = hard.astype(np.int64), None
@@ -409,8 +411,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.n_queried_rows_ = 0 if queried is None else len(queried[1])
         if queried is not None:  # one training set: the transfer set with its soft labels, the queried rows without
             Zq, codes = queried
-            extra = codes.astype(target.dtype)[:, None] if target.ndim == 1 else np.column_stack(
-                [codes, np.full((len(codes), target.shape[1] - 1), np.nan)]).astype(np.float32)
+            extra = (
+                codes.astype(target.dtype)[:, None]
+                if target.ndim == 1
+                else np.column_stack([codes, np.full((len(codes), target.shape[1] - 1), np.nan)]).astype(np.float32)
+            )
             Z, target = np.concatenate([Z, Zq]), np.concatenate([target, extra.reshape(len(codes), *target.shape[1:])])
         self.student_ = self._build_student(Z.shape[1], len(self.classes_), queried=queried is not None)
         with torch.random.fork_rng(devices=[]):
@@ -458,7 +463,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if points is not None:
                 keep = in_train[boundary_rows]
                 points = tuple(a[keep] for a in points)
-            net = self._build_student(Z.shape[1], len(self.classes_), kd_weight=kd_weight, boundary_weight=boundary_weight)
+            net = self._build_student(
+                Z.shape[1], len(self.classes_), kd_weight=kd_weight, boundary_weight=boundary_weight
+            )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 net.fit(Z[train], y[train], boundary=points)
@@ -499,7 +506,13 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                     "ZeroShotTransferSet generates float arrays and cannot yet be mixed with a DataFrame transfer "
                     "set; pass X as a numeric array (e.g. df.to_numpy(dtype=float)) or leave transfer_set=None."
                 )
-            if X_given is None and X is not None and np.ndim(X) == 2 and gen.n_features is None and gen.input_shape is None:
+            if (
+                X_given is None
+                and X is not None
+                and np.ndim(X) == 2
+                and gen.n_features is None
+                and gen.input_shape is None
+            ):
                 gen.set_params(n_features=np.shape(X)[1])
             pseudo = gen.fit(X_given).samples_
             self.transfer_set_ = gen
@@ -522,9 +535,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         student = self.student
         if isinstance(student, NeuralNet):
             base = {
-                k: v for k, v in student.get_params(deep=False).items()
+                k: v
+                for k, v in student.get_params(deep=False).items()
                 # skorch's default DataLoader gives way to KDStudent's (same batches, cut faster)
-                if k not in ("criterion", "classes") and not (k in ("iterator_train", "iterator_valid") and v is DataLoader)
+                if k not in ("criterion", "classes")
+                and not (k in ("iterator_train", "iterator_valid") and v is DataLoader)
             }
         else:
             base = {"module": MLP if student is None else student}

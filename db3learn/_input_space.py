@@ -186,7 +186,9 @@ class InputSpace(TransformerMixin, BaseEstimator):
         ranges = num.max(axis=0) - num.min(axis=0) if len(num) else np.zeros(n)
         all_numeric = all(k in ("continuous", "integer") for k in dtype_kinds)
         declared = self._declared(n)
-        self.identity_ = all_numeric and not declared and (self.scale == "none" or (self.scale == "auto" and _homogeneous(ranges)))
+        self.identity_ = (
+            all_numeric and not declared and (self.scale == "none" or (self.scale == "auto" and _homogeneous(ranges)))
+        )
         if self.identity_:  # raw units; integer columns still get whole numbers
             types = list(dtype_kinds)
         else:
@@ -271,7 +273,9 @@ class InputSpace(TransformerMixin, BaseEstimator):
         low, high = (np.asarray(v, dtype=np.float64) for v in fr)
         for name, v in (("low", low), ("high", high)):
             if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != n):
-                raise ValueError(f"feature_range {name} must be a float or an array of shape ({n},); got shape {v.shape}.")
+                raise ValueError(
+                    f"feature_range {name} must be a float or an array of shape ({n},); got shape {v.shape}."
+                )
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError(f"feature_range must be finite; got low={low}, high={high}.")
         if np.any(low > high):
@@ -439,9 +443,13 @@ def check_input(estimator, X, *, reset):
     _check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, X, reset=reset)
     if X.shape[0] == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required by {type(estimator).__name__}.")
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required by {type(estimator).__name__}."
+        )
     if X.shape[1] == 0:
-        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required by {type(estimator).__name__}.")
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required by {type(estimator).__name__}."
+        )
     missing = X.isna().to_numpy().any(axis=0)
     if missing.any():
         cols = [str(c) for c in np.asarray(X.columns)[missing]][:10]
@@ -451,7 +459,9 @@ def check_input(estimator, X, *, reset):
         )
     for name, dt in zip(X.columns, X.dtypes):
         if _dtype_kind(dt) == "continuous" and not np.all(np.isfinite(X[name].to_numpy(dtype=np.float64))):
-            raise ValueError(f"Input X contains infinity in column {name!r}; {type(estimator).__name__} needs finite values.")
+            raise ValueError(
+                f"Input X contains infinity in column {name!r}; {type(estimator).__name__} needs finite values."
+            )
         if _dtype_kind(dt) is None:
             raise ValueError(
                 f"Column {name!r} has dtype {dt}, which {type(estimator).__name__} cannot handle; use numeric, bool, "

@@ -4,12 +4,13 @@ import hashlib
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._input_space import InputSpace, check_input
+from ._parallel import query_jobs
 from ._search import (
     binary_search_distances,
     hopskipjump_distances,
@@ -18,8 +19,6 @@ from ._search import (
     select_references,
     sign_opt_distances,
 )
-from ._input_space import InputSpace, check_input
-from ._parallel import query_jobs
 from ._soft_labels import DISTANCE_TO_LOGIT, distances_to_logits, soft_labels
 from ._teachers import _row_keys, _TeacherParamMixin, encode_labels
 from .exceptions import TeacherAnswerError
@@ -521,7 +520,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
         if missing:
             missing = np.asarray(missing)
             with query_jobs(self.n_jobs):
-                found, spent, _, found_points, found_nearest = self._search(X[missing], [keys[i] for i in missing], teacher)
+                found, spent, _, found_points, found_nearest = self._search(
+                    X[missing], [keys[i] for i in missing], teacher
+                )
             D[missing] = found
             queries[missing] = spent
             memo.update(zip((keys[i] for i in missing), found))
@@ -584,9 +585,17 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             keys=sample_keys,
         )
         if self.method == "sd":
-            return sample_distances(X, y, self.references_, *pairs, n_classes), np.zeros(n, dtype=np.int64), None, None, None
+            return (
+                sample_distances(X, y, self.references_, *pairs, n_classes),
+                np.zeros(n, dtype=np.int64),
+                None,
+                None,
+                None,
+            )
         query = self._query(teacher)
-        with tqdm(desc=f"boundary search ({self.method.upper()})", unit="round", disable=not self.verbose, leave=False) as bar:
+        with tqdm(
+            desc=f"boundary search ({self.method.upper()})", unit="round", disable=not self.verbose, leave=False
+        ) as bar:
 
             def progress(total):
                 if total is None:
@@ -631,7 +640,9 @@ class DecisionBoundarySoftLabeler(_TeacherParamMixin, ClassNamePrefixFeaturesOut
             if self.method not in _REFINING:
                 return (D, spent, None) + _nearest_points(X, D, bd_point, self.input_space_.project)
             bar.total = None
-            return self._refine(query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point)
+            return self._refine(
+                query, X, sample_keys, y, pairs, D, best_pair, t_lo, t_hi, spent, snapshots, progress, bd_point
+            )
 
     def _sample_keys(self, keys):
         """A uint64 per sample from the seed and the sample's bytes: its random draws depend on nothing else."""

@@ -101,7 +101,9 @@ def answer_in_chunks(teacher, X, batches, keys, codes):
     chunks = _group(batches, min(n_jobs, len(batches)))
     starts = np.cumsum([0] + [sum(len(b) for b in chunk) for chunk in chunks])
     tasks = (
-        delayed(_answer_chunk)(teacher._fork(len(chunks)), take_rows(X, np.concatenate(chunk)), [len(b) for b in chunk], int(start))
+        delayed(_answer_chunk)(
+            teacher._fork(len(chunks)), take_rows(X, np.concatenate(chunk)), [len(b) for b in chunk], int(start)
+        )
         for chunk, start in zip(chunks, starts)
     )
     results = Parallel(n_jobs=len(chunks))(tasks)

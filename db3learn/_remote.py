@@ -72,7 +72,9 @@ def v2_datatype(dtype):
         return "BYTES"
     name = _NUMPY_TO_V2.get((dtype.kind, dtype.itemsize))
     if name is None:
-        raise ValueError(f"Inputs of dtype {dtype} have no Open Inference Protocol datatype; cast them to float32 or float64.")
+        raise ValueError(
+            f"Inputs of dtype {dtype} have no Open Inference Protocol datatype; cast them to float32 or float64."
+        )
     return name
 
 
@@ -82,9 +84,13 @@ def decode_v2_tensor(tensor, *, where):
     Raises ``ValueError`` naming ``where`` when the tensor is malformed.
     """
     if not isinstance(tensor, dict) or not {"shape", "datatype", "data"} <= tensor.keys():
-        raise ValueError(f"{where} must be an object with name, shape, datatype and data; got {quote_response(json.dumps(tensor))}.")
+        raise ValueError(
+            f"{where} must be an object with name, shape, datatype and data; got {quote_response(json.dumps(tensor))}."
+        )
     if (tensor.get("parameters") or {}).get("binary_data_size") is not None:
-        raise ValueError(f"{where} is sent as binary data (binary tensor data extension), which db3learn does not read; send JSON data.")
+        raise ValueError(
+            f"{where} is sent as binary data (binary tensor data extension), which db3learn does not read; send JSON data."
+        )
     datatype, shape, data = tensor["datatype"], tensor["shape"], tensor["data"]
     if datatype not in _V2_DATATYPES:
         raise ValueError(f"{where} has datatype {datatype!r}; expected one of {sorted(_V2_DATATYPES)}.")
@@ -101,10 +107,14 @@ def decode_v2_tensor(tensor, *, where):
         )
     if datatype == "BYTES":
         if array.dtype.kind not in "US":
-            raise ValueError(f"{where} has datatype BYTES but its data are not strings: {quote_response(json.dumps(data))}.")
+            raise ValueError(
+                f"{where} has datatype BYTES but its data are not strings: {quote_response(json.dumps(data))}."
+            )
         return array.astype(str).reshape(shape)
     if array.dtype.kind in "US":
-        raise ValueError(f"{where} has datatype {datatype} but its data are strings: {quote_response(json.dumps(data))}.")
+        raise ValueError(
+            f"{where} has datatype {datatype} but its data are strings: {quote_response(json.dumps(data))}."
+        )
     return array.astype(_V2_DATATYPES[datatype]).reshape(shape)
 
 
@@ -166,7 +176,9 @@ class _V2(_Codec):
         self.metadata_path = base
 
     def request(self, X, input_name, datatype):
-        body = {"inputs": [{"name": input_name, "shape": list(X.shape), "datatype": datatype, "data": X.ravel().tolist()}]}
+        body = {
+            "inputs": [{"name": input_name, "shape": list(X.shape), "datatype": datatype, "data": X.ravel().tolist()}]
+        }
         if self.output_name is not None:
             body["outputs"] = [{"name": self.output_name}]
         return body
@@ -177,7 +189,7 @@ class _V2(_Codec):
             raise TeacherAnswerError(
                 'Expected an Open Inference Protocol inference response, a JSON object with "outputs": '
                 f"[{{name, shape, datatype, data}}, ...]; the server answered {quote_response(raw)}. "
-                "Check the URL, the model name and protocol= (\"v1\" for TF-Serving/KServe V1 endpoints)."
+                'Check the URL, the model name and protocol= ("v1" for TF-Serving/KServe V1 endpoints).'
             )
         names = [o.get("name") if isinstance(o, dict) else None for o in outputs]
         if self.output_name is None:
@@ -400,7 +412,11 @@ class _Endpoint:
             )
         value = f"{self.api_key_prefix}{key}"
         if key != key.strip() or not value.isprintable() or not value.isascii():
-            what = "leading or trailing whitespace (a trailing newline?)" if key != key.strip() else "characters that cannot go in an HTTP header (control or non-ASCII characters)"
+            what = (
+                "leading or trailing whitespace (a trailing newline?)"
+                if key != key.strip()
+                else "characters that cannot go in an HTTP header (control or non-ASCII characters)"
+            )
             raise RemoteTeacherError(
                 f"The API key in the environment variable {self.api_key_env} (api_key_env) holds {what}, so it "
                 f"cannot be sent in the {self.api_key_header} header. Set it to the key alone, e.g. "
@@ -444,7 +460,9 @@ class _Endpoint:
                     base_url=self.base_url,
                     headers=self._headers(),
                     timeout=httpx.Timeout(self.timeout),
-                    limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+                    limits=httpx.Limits(
+                        max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                    ),
                     verify=verify,
                     follow_redirects=False,
                 )
@@ -466,7 +484,9 @@ class _Endpoint:
         url = f"{self.base_url.rstrip('/')}/{path}"
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=_WaitRetryAfter(wait_exponential(multiplier=self.backoff, max=self.max_backoff) + wait_random(0, self.backoff)),
+            wait=_WaitRetryAfter(
+                wait_exponential(multiplier=self.backoff, max=self.max_backoff) + wait_random(0, self.backoff)
+            ),
             retry=retry_if_exception_type(_Transient),
             before_sleep=self._before_sleep,
             reraise=True,
@@ -484,7 +504,9 @@ class _Endpoint:
                     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                         raise _Transient(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
                     except httpx.HTTPError as exc:
-                        raise RemoteTeacherError(f"{method} {url} failed: {type(exc).__name__}: {exc}. Check base_url.") from exc
+                        raise RemoteTeacherError(
+                            f"{method} {url} failed: {type(exc).__name__}: {exc}. Check base_url."
+                        ) from exc
                     self._check_status(response, method, url)
                     return response
         except _Transient as exc:
@@ -523,7 +545,9 @@ class _Endpoint:
             raise _Transient(f"HTTP {status} {quote_response(text, 120)}", retry_after=retry_after)
         hint = {
             400: "The server rejected the request: check input_name, the data's shape and dtype, and protocol=.",
-            401: f"Check the API key in {self.api_key_env} and api_key_header=." if self.api_key_env else "The server wants credentials: pass api_key_env= the name of the environment variable that holds the API key.",
+            401: f"Check the API key in {self.api_key_env} and api_key_header=."
+            if self.api_key_env
+            else "The server wants credentials: pass api_key_env= the name of the environment variable that holds the API key.",
             403: "The credentials were refused: check the API key and its permissions.",
             404: f"Check base_url, model_name={self.model_name!r}, model_version and protocol={self.protocol!r}.",
         }.get(status, "Check the request against the server's documentation.")
@@ -920,7 +944,9 @@ class RemoteTeacher(Teacher):
             api_key_prefix=api_key_prefix,
             verify=verify,
         )
-        super().__init__(endpoint, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows)
+        super().__init__(
+            endpoint, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows
+        )
         self.cache_dir = cache_dir
         self.cache_key = cache_key
         self.verbose = verbose
@@ -947,7 +973,14 @@ class RemoteTeacher(Teacher):
         if self.cache_key is not None:
             return str(self.cache_key)
         return json.dumps(
-            [self.protocol, self.base_url.rstrip("/"), self.model_name, self.model_version, self.input_name, self.output_name]
+            [
+                self.protocol,
+                self.base_url.rstrip("/"),
+                self.model_name,
+                self.model_version,
+                self.input_name,
+                self.output_name,
+            ]
         )
 
     def __repr__(self):
@@ -1013,7 +1046,13 @@ class RemoteTeacher(Teacher):
         ones in flight are awaited and kept, and the error is raised.
         """
         n_rows = sum(len(idx) for idx in batches)
-        bar = tqdm(total=n_rows, desc=f"asking {self.model_name}", unit="row", leave=False, disable=not self.verbose or len(batches) < 2)
+        bar = tqdm(
+            total=n_rows,
+            desc=f"asking {self.model_name}",
+            unit="row",
+            leave=False,
+            disable=not self.verbose or len(batches) < 2,
+        )
         try:
             if self.max_concurrency == 1 or len(batches) < 2:
                 for idx in batches:
@@ -1056,7 +1095,9 @@ def _require(*modules):
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ImportError(f"RemoteTeacher needs {missing}: install db3learn with its remote extra, pip install 'db3learn[remote]'.")
+        raise ImportError(
+            f"RemoteTeacher needs {missing}: install db3learn with its remote extra, pip install 'db3learn[remote]'."
+        )
 
 
 def _without_credentials(url):
@@ -1067,9 +1108,23 @@ def _without_credentials(url):
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _check_remote_params(*, base_url, model_name, protocol, max_concurrency, timeout, max_retries, backoff, max_backoff, max_requests_per_second, verify):
+def _check_remote_params(
+    *,
+    base_url,
+    model_name,
+    protocol,
+    max_concurrency,
+    timeout,
+    max_retries,
+    backoff,
+    max_backoff,
+    max_requests_per_second,
+    verify,
+):
     if not isinstance(base_url, str):
-        raise ValueError(f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got a {type(base_url).__name__}.")
+        raise ValueError(
+            f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got a {type(base_url).__name__}."
+        )
     try:
         parts = urlsplit(base_url)
         has_credentials = "@" in parts.netloc
@@ -1083,11 +1138,17 @@ def _check_remote_params(*, base_url, model_name, protocol, max_concurrency, tim
             "as api_key_env= (with api_key_header= and api_key_prefix= for the server's scheme)."
         )
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got {base_url!r}.")
+        raise ValueError(
+            f"base_url must be an http:// or https:// URL such as 'http://127.0.0.1:8080'; got {base_url!r}."
+        )
     if not isinstance(model_name, str) or not model_name:
-        raise ValueError(f"model_name must be a non-empty string (the model's name in the URL paths); got {model_name!r}.")
+        raise ValueError(
+            f"model_name must be a non-empty string (the model's name in the URL paths); got {model_name!r}."
+        )
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be 'v2' (Open Inference Protocol) or 'v1' (TF-Serving/KServe V1); got {protocol!r}.")
+        raise ValueError(
+            f"protocol must be 'v2' (Open Inference Protocol) or 'v1' (TF-Serving/KServe V1); got {protocol!r}."
+        )
     for name, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0)):
         if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
@@ -1095,7 +1156,9 @@ def _check_remote_params(*, base_url, model_name, protocol, max_concurrency, tim
         if not isinstance(value, Real) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
             raise ValueError(f"{name} must be a positive number of seconds; got {value!r}.")
     if max_requests_per_second is not None and (
-        not isinstance(max_requests_per_second, Real) or not max_requests_per_second > 0 or not math.isfinite(max_requests_per_second)
+        not isinstance(max_requests_per_second, Real)
+        or not max_requests_per_second > 0
+        or not math.isfinite(max_requests_per_second)
     ):
         raise ValueError(f"max_requests_per_second must be a positive number or None; got {max_requests_per_second!r}.")
     if verify is not True and not isinstance(verify, (str, os.PathLike)):

@@ -135,7 +135,20 @@ def success(codes, target, own):
     return np.where(target >= 0, codes == target, codes != own)
 
 
-def _bisect(ask, lo, hi, n_steps, *, tol=0.0, group=None, n_groups=None, scale=None, select=None, max_batch_rows=16384, progress=None):
+def _bisect(
+    ask,
+    lo,
+    hi,
+    n_steps,
+    *,
+    tol=0.0,
+    group=None,
+    n_groups=None,
+    scale=None,
+    select=None,
+    max_batch_rows=16384,
+    progress=None,
+):
     """Synchronous bisection of many brackets ``[lo, hi]`` (``hi`` succeeds, ``lo`` fails).
 
     Each step asks, in batches of at most ``max_batch_rows``, one midpoint of
@@ -267,8 +280,19 @@ def binary_search_distances(
         np.add.at(spent, pair_sample[idx], 1)
         return idx
 
-    _bisect(ask, t_lo, t_hi, n_steps, tol=tol, group=group if prune else None, n_groups=n_groups, scale=length, select=select,
-            max_batch_rows=max_batch_rows, progress=progress)
+    _bisect(
+        ask,
+        t_lo,
+        t_hi,
+        n_steps,
+        tol=tol,
+        group=group if prune else None,
+        n_groups=n_groups,
+        scale=length,
+        select=select,
+        max_batch_rows=max_batch_rows,
+        progress=progress,
+    )
     D, best_pair = _best_per_group(t_hi * length, group, n_groups)
     D = D.reshape(n, n_classes)
     D[np.arange(n), y] = 0.0
@@ -352,12 +376,23 @@ def plane_distances(
         a class had no reference.
     queries_per_sample : ndarray of int64 of shape (n_samples,)
     """
+
     def bd_progress(total):  # BD's steps, then the grid and the bisection of the plane search
         progress(None if total is None else total + 1 + n_bisect)
 
     D, _, t_lo, t_hi, spent = binary_search_distances(
-        query, X, y, references, pair_sample, pair_reference, pair_class, n_classes, tol=tol,
-        max_queries_per_sample=max_queries_per_sample, prune=False, max_batch_rows=max_batch_rows,
+        query,
+        X,
+        y,
+        references,
+        pair_sample,
+        pair_reference,
+        pair_class,
+        n_classes,
+        tol=tol,
+        max_queries_per_sample=max_queries_per_sample,
+        prune=False,
+        max_batch_rows=max_batch_rows,
         progress=None if progress is None else bd_progress,
     )
     # the directions of each (sample, class), padded to the largest count; -1 where none
@@ -423,7 +458,9 @@ def plane_distances(
     k = hit[found].argmax(axis=1)  # the first factor that reaches the class
     hi = grid[k] * d_hat[found]
     lo = np.where(k > 0, grid[np.maximum(k - 1, 0)], 0.0) * d_hat[found]
-    used = _bisect(lambda idx, t: ask(found[idx], t), lo, hi, n_bisect, max_batch_rows=max_batch_rows, progress=progress)
+    used = _bisect(
+        lambda idx, t: ask(found[idx], t), lo, hi, n_bisect, max_batch_rows=max_batch_rows, progress=progress
+    )
     np.add.at(spent, rows[candidates[found]], used)
     reached = np.linalg.norm(points_at(found, hi).astype(np.float64) - origin[found], axis=1)
     g = candidates[found]
@@ -694,9 +731,21 @@ def sign_opt_distances(
         if len(hit):
             c_pairs = pairs[hit]
             scale = g_hi[c_pairs]
-            sub = ask_along(c_pairs, lambda i: cand[hit[i]] * scale[i, None].astype(X.dtype))
+            sub = ask_along(
+                c_pairs, lambda i, cand=cand, hit=hit, scale=scale: cand[hit[i]] * scale[i, None].astype(X.dtype)
+            )
             steps = int(bisect_steps(betas[c_pairs]).max())
-            used = _bisect(sub, c_lo, c_hi, steps, tol=betas[c_pairs] / 500.0, group=owner[hit], n_groups=len(active), scale=scale, max_batch_rows=max_batch_rows)
+            used = _bisect(
+                sub,
+                c_lo,
+                c_hi,
+                steps,
+                tol=betas[c_pairs] / 500.0,
+                group=owner[hit],
+                n_groups=len(active),
+                scale=scale,
+                max_batch_rows=max_batch_rows,
+            )
             np.add.at(spent, c_pairs, used)
             c_dist = c_hi * scale
             best, winner = _best_per_group(c_dist, owner[hit], len(active))
@@ -718,7 +767,6 @@ def sign_opt_distances(
         if progress is not None:
             progress(None)
     return g_hi, theta, spent, _fill_snapshots(snap, g_hi)
-
 
 
 def hopskipjump_distances(
@@ -828,7 +876,11 @@ def hopskipjump_distances(
             U = keyed_unit_vectors(pair_key[a], t, q, n_features, dtype)
             points = boundary[sl][:, None, :] + delta[sl, None, None] * U
             phi = np.where(
-                success(query(np.clip(points.reshape(-1, n_features), low, high)), np.repeat(pair_class[a], q), np.repeat(own[a], q)).reshape(len(a), q),
+                success(
+                    query(np.clip(points.reshape(-1, n_features), low, high)),
+                    np.repeat(pair_class[a], q),
+                    np.repeat(own[a], q),
+                ).reshape(len(a), q),
                 1.0,
                 -1.0,
             )

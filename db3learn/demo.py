@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
 from sklearn.model_selection import train_test_split
+from skorch import NeuralNetClassifier
 
 from ._distiller import DB3Distiller
 from ._labeler import DecisionBoundarySoftLabeler
@@ -126,7 +126,9 @@ def run_demo(
     X_transfer = X_train[:n_transfer]
 
     start = time.perf_counter()
-    module = train_lenet5_teacher(X_train, y_train, max_epochs=teacher_epochs, random_state=random_state, verbose=verbose)
+    module = train_lenet5_teacher(
+        X_train, y_train, max_epochs=teacher_epochs, random_state=random_state, verbose=verbose
+    )
     teacher = TorchTeacher(module)  # from here on, only labels come out of the teacher
     teacher_accuracy = float(np.mean(teacher.predict(X_test) == y_test))
     time_teacher = time.perf_counter() - start

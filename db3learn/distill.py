@@ -5,7 +5,6 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -19,7 +18,9 @@ from .io import load_model, save_student
 
 __all__ = ["DistillReport", "load_data", "make_teacher", "run_distill"]
 
-_MODEL_URL = re.compile(r"^(?P<base>.*?)/(?P<protocol>v[12])/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?/?$")
+_MODEL_URL = re.compile(
+    r"^(?P<base>.*?)/(?P<protocol>v[12])/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?/?$"
+)
 
 
 @dataclass
@@ -35,8 +36,8 @@ class DistillReport:
     """
 
     teacher: str
-    model_name: Optional[str]
-    protocol: Optional[str]
+    model_name: str | None
+    protocol: str | None
     n_rows: int
     n_train: int
     n_holdout: int
@@ -45,12 +46,12 @@ class DistillReport:
     queries: int
     queries_holdout: int
     cache_hits: int
-    requests: Optional[int]
-    retries: Optional[int]
-    fidelity: Optional[float]
+    requests: int | None
+    retries: int | None
+    fidelity: float | None
     method: str
     temperature: float
-    hidden_units: Optional[list]
+    hidden_units: list | None
     epochs: int
     time_s: float
     out: str
@@ -99,7 +100,9 @@ def load_data(path):
     else:
         raise ValueError(f"Data files must be .npy or .csv; got {path.name}.")
     if X.ndim != 2 or X.dtype.kind not in "biuf" or len(X) == 0:
-        raise ValueError(f"{path} must hold a non-empty 2-D numeric array (rows x features); got shape {X.shape}, dtype {X.dtype}.")
+        raise ValueError(
+            f"{path} must hold a non-empty 2-D numeric array (rows x features); got shape {X.shape}, dtype {X.dtype}."
+        )
     X = X.astype(np.float64, copy=False)
     if not np.isfinite(X).all():
         raise ValueError(f"{path} holds NaN or infinite values; remove or impute them first.")
@@ -137,14 +140,21 @@ def make_teacher(teacher, *, model_name=None, protocol="v2", max_queries=None, t
         version = None
         if match:
             given = model_name
-            text, protocol, model_name, version = (match["base"], match["protocol"], unquote(match["name"]), match["version"])
+            text, protocol, model_name, version = (
+                match["base"],
+                match["protocol"],
+                unquote(match["name"]),
+                match["version"],
+            )
             if given is not None and given != model_name:
                 raise ValueError(f"The URL names the model {model_name!r} but model_name={given!r}; give one of them.")
         if model_name is None:
             raise ValueError(
                 f"Which model at {text}? Give its name (--model-name) or its URL, e.g. {text.rstrip('/')}/v2/models/NAME."
             )
-        return RemoteTeacher(text, model_name, protocol=protocol, model_version=version, max_queries=max_queries, **remote_params)
+        return RemoteTeacher(
+            text, model_name, protocol=protocol, model_version=version, max_queries=max_queries, **remote_params
+        )
     if remote_params.get("cache_dir") is not None:
         raise ValueError(
             f"cache_dir keeps the answers of a teacher behind a URL; {text} is a local model, asked directly "

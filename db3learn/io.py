@@ -32,9 +32,18 @@ _MODULES = {"MLP": MLP, "LeNet5": LeNet5}
 _CONFIG_KEYS = ("module_params", "classes", "classes_dtype", "n_features_in")
 # What skops raises on a file that is not one of its archives, or a damaged one: the zip reader's
 # errors, and the schema walker's on a schema.json of another shape.
-_SKOPS_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, AttributeError, TypeError, ValueError)
+_SKOPS_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    TypeError,
+    ValueError,
+)
 _PICKLE_HINT = (
-    "If you trust that file, convert it once: `python -c \"import joblib, skops.io; "
+    'If you trust that file, convert it once: `python -c "import joblib, skops.io; '
     "skops.io.dump(joblib.load('model.joblib'), 'model.skops')\"`."
 )
 
@@ -125,7 +134,9 @@ def load_model(path, *, trusted=None):
     except _SKOPS_READ_ERRORS as exc:
         raise _unreadable_skops(path, exc) from exc
     if not hasattr(model, "predict"):
-        raise ValueError(f"{path.name} holds a {type(model).__name__}, which has no predict method; save a fitted classifier.")
+        raise ValueError(
+            f"{path.name} holds a {type(model).__name__}, which has no predict method; save a fitted classifier."
+        )
     return model
 
 
@@ -170,7 +181,9 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         X = np.asarray(X, dtype=np.float32 if self._affine is None else np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"Expected rows of {self.n_features_in_} features, an array of shape (n_samples, {self.n_features_in_}); got shape {X.shape}.")
+            raise ValueError(
+                f"Expected rows of {self.n_features_in_} features, an array of shape (n_samples, {self.n_features_in_}); got shape {X.shape}."
+            )
         if self._affine is not None:
             X = (X * self._affine[0] + self._affine[1]).astype(np.float32)
         with torch.inference_mode():
@@ -277,23 +290,31 @@ def load_student(directory):
     config_path, weights_path = directory / STUDENT_CONFIG, directory / STUDENT_WEIGHTS
     for p in (config_path, weights_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing: {directory} is not a student directory written by `db3learn distill`.")
+            raise FileNotFoundError(
+                f"{p} is missing: {directory} is not a student directory written by `db3learn distill`."
+            )
     redo = "Save the student again with db3learn.io.save_student or `db3learn distill`."
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{config_path} is not JSON ({_reason(exc)}): expected a db3learn student configuration. {redo}") from exc
+        raise ValueError(
+            f"{config_path} is not JSON ({_reason(exc)}): expected a db3learn student configuration. {redo}"
+        ) from exc
     if not isinstance(config, dict) or config.get("format") != _FORMAT:
-        raise ValueError(f"{config_path} is not a db3learn student configuration (no \"format\": \"{_FORMAT}\").")
+        raise ValueError(f'{config_path} is not a db3learn student configuration (no "format": "{_FORMAT}").')
     module_cls = _MODULES.get(config.get("module"))
     if module_cls is None:
-        raise ValueError(f"{config_path} names the architecture {config.get('module')!r}; db3learn knows {sorted(_MODULES)}.")
+        raise ValueError(
+            f"{config_path} names the architecture {config.get('module')!r}; db3learn knows {sorted(_MODULES)}."
+        )
     missing = [k for k in _CONFIG_KEYS if k not in config]
     if missing:
         raise ValueError(f"{config_path} lacks the keys {missing} of a db3learn student configuration. {redo}")
     params, name = config["module_params"], config["module"]
     if not isinstance(params, dict):
-        raise ValueError(f"{config_path}: module_params must be an object of {name}'s parameters; got a {type(params).__name__}. {redo}")
+        raise ValueError(
+            f"{config_path}: module_params must be an object of {name}'s parameters; got a {type(params).__name__}. {redo}"
+        )
     accepted = list(inspect.signature(module_cls).parameters)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -308,7 +329,9 @@ def load_student(directory):
                 params[key] = tuple(params[key])
         module = module_cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{config_path}: {name} cannot be built from module_params {params} ({_reason(exc)}). {redo}") from exc
+        raise ValueError(
+            f"{config_path}: {name} cannot be built from module_params {params} ({_reason(exc)}). {redo}"
+        ) from exc
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's own text suggests weights_only=False: never relay that
@@ -322,16 +345,22 @@ def load_student(directory):
             f"damaged. {redo}"
         ) from exc
     if not isinstance(state, dict):
-        raise ValueError(f"{weights_path} holds a {type(state).__name__}; expected a state_dict (a dict of tensors). {redo}")
+        raise ValueError(
+            f"{weights_path} holds a {type(state).__name__}; expected a state_dict (a dict of tensors). {redo}"
+        )
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"{weights_path} does not fit the architecture in {config_path} ({_reason(exc, 300)}). {redo}") from exc
+        raise ValueError(
+            f"{weights_path} does not fit the architecture in {config_path} ({_reason(exc, 300)}). {redo}"
+        ) from exc
     try:
         classes = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
         return SavedStudent(module, classes, config)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{config_path} holds classes, n_features_in or input_affine of the wrong form ({_reason(exc)}). {redo}") from exc
+        raise ValueError(
+            f"{config_path} holds classes, n_features_in or input_affine of the wrong form ({_reason(exc)}). {redo}"
+        ) from exc
 
 
 def _jsonable(value):

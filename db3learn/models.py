@@ -78,8 +78,12 @@ class LeNet5(nn.Module):
         self.input_shape = tuple(input_shape)
         c1, c2, fc = (max(1, round(k * width)) for k in (20, 50, 200))
         self.features = nn.Sequential(
-            nn.Conv2d(self.input_shape[0], c1, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(self.input_shape[0], c1, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         with torch.no_grad():
             n_flat = self.features(torch.zeros(1, *self.input_shape)).numel()

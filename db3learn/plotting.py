@@ -206,7 +206,9 @@ def plot_quality_vs_queries(
     return np.asarray(axes, dtype=object)
 
 
-def plot_soft_labels(soft_labels, classes=None, *, sample_names=None, annotate=True, fmt=".2f", cmap="Blues", ax=None, title=None):
+def plot_soft_labels(
+    soft_labels, classes=None, *, sample_names=None, annotate=True, fmt=".2f", cmap="Blues", ax=None, title=None
+):
     """A heat map of soft labels: one row per sample, one column per class.
 
     Parameters
@@ -279,14 +281,23 @@ def plot_soft_labels(soft_labels, classes=None, *, sample_names=None, annotate=T
     if annotate:
         for i in range(n_samples):
             for j in range(n_classes):
-                ax.text(j, i, format(P[i, j], fmt), ha="center", va="center", fontsize=7,
-                        color="white" if P[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(P[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if P[i, j] > 0.6 else "black",
+                )
     if title is not None:
         ax.set_title(title)
     return ax
 
 
-def plot_pseudo_samples(samples, labels, *, image_shape, n_per_class=8, classes=None, cmap="gray", vmin=0.0, vmax=1.0, title=None):
+def plot_pseudo_samples(
+    samples, labels, *, image_shape, n_per_class=8, classes=None, cmap="gray", vmin=0.0, vmax=1.0, title=None
+):
     """A grid of pseudo samples (or any images), one row per class.
 
     Parameters
@@ -353,7 +364,9 @@ def plot_pseudo_samples(samples, labels, *, image_shape, n_per_class=8, classes=
     classes = np.unique(y) if classes is None else np.asarray(classes)
     if len(classes) == 0:
         raise ValueError("There are no classes to show: labels is empty and classes was not given.")
-    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(n_per_class * 0.8, len(classes) * 0.8 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(classes), n_per_class, figsize=(n_per_class * 0.8, len(classes) * 0.8 + 0.4), squeeze=False
+    )
     for r, c in enumerate(classes):
         rows = X[y == c][:n_per_class]
         for k in range(n_per_class):

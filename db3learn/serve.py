@@ -29,7 +29,7 @@ import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -92,7 +92,7 @@ class Faults:
     latency: float = 0.0
     slow_seconds: float = 5.0
     retry_after: int = 1
-    stall_after: Optional[int] = None
+    stall_after: int | None = None
     stall_seconds: float = 60.0
     seed: int = 0
 
@@ -112,24 +112,24 @@ class _Tensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: Optional[dict] = None
+    parameters: dict | None = None
     data: Any
 
 
 class _RequestedOutput(BaseModel):
     name: str
-    parameters: Optional[dict] = None
+    parameters: dict | None = None
 
 
 class _InferRequest(BaseModel):
-    id: Optional[str] = None
-    parameters: Optional[dict] = None
+    id: str | None = None
+    parameters: dict | None = None
     inputs: list[_Tensor]
-    outputs: Optional[list[_RequestedOutput]] = None
+    outputs: list[_RequestedOutput] | None = None
 
 
 class _PredictRequest(BaseModel):
-    signature_name: Optional[str] = None
+    signature_name: str | None = None
     instances: list
 
 
@@ -214,7 +214,9 @@ class _Guard:
                     {"WWW-Authenticate": 'Bearer realm="db3learn", error="invalid_token"'},
                 )
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:  # the server checked its form
+        if (
+            declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
+        ):  # the server checked its form
             return self._too_large(f" of {int(declared):,} bytes")
         return None
 
@@ -428,7 +430,9 @@ def create_app(
         return await call_next(request)
 
     key = None if api_key is None else _Secret(api_key)
-    app.add_middleware(_Guard, book=book, allowed_hosts=hosts, api_key=key, max_body_bytes=int(max_body_bytes))  # outermost
+    app.add_middleware(
+        _Guard, book=book, allowed_hosts=hosts, api_key=key, max_body_bytes=int(max_body_bytes)
+    )  # outermost
 
     def check_name(name):
         if name != model_name:
@@ -475,7 +479,9 @@ def create_app(
                 await asyncio.sleep(faults.slow_seconds)
             elif kind == "429":
                 return JSONResponse(
-                    {"error": "Too many requests (fault injection)."}, status_code=429, headers={"Retry-After": str(faults.retry_after)}
+                    {"error": "Too many requests (fault injection)."},
+                    status_code=429,
+                    headers={"Retry-After": str(faults.retry_after)},
                 )
             else:
                 return error(f"Injected failure (fault injection): HTTP {kind}.", int(kind))
@@ -488,7 +494,12 @@ def create_app(
             labels = await run_in_threadpool(predict)
         except ValueError as exc:  # its text is the model's, and may describe it: log it, answer in general terms
             logger.warning(
-                "Model %r could not answer %d rows of shape %s: %s: %s", model_name, len(X), list(X.shape), type(exc).__name__, exc
+                "Model %r could not answer %d rows of shape %s: %s: %s",
+                model_name,
+                len(X),
+                list(X.shape),
+                type(exc).__name__,
+                exc,
             )
             raise _BadRequest(
                 f"The model could not answer this request: check the input's shape and dtype against GET /v2/models/{model_name}."
@@ -515,7 +526,13 @@ def create_app(
         return {
             "name": model_name,
             "platform": platform,
-            "inputs": [{"name": INPUT_NAME, "datatype": input_datatype, "shape": [-1, n_features if n_features is not None else -1]}],
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "datatype": input_datatype,
+                    "shape": [-1, n_features if n_features is not None else -1],
+                }
+            ],
             "outputs": [{"name": OUTPUT_NAME, "datatype": label_datatype, "shape": [-1]}],
         }
 
@@ -661,8 +678,16 @@ def serve(
         max_rows=max_rows,
     )
     if not loopback:
-        advice = "put a TLS proxy in front, or the API key crosses the network in clear" if api_key else "it has no authentication: set --api-key-env"
-        names = "; add the names clients use with --allowed-host, as requests naming another Host are refused" if wildcard else ""
+        advice = (
+            "put a TLS proxy in front, or the API key crosses the network in clear"
+            if api_key
+            else "it has no authentication: set --api-key-env"
+        )
+        names = (
+            "; add the names clients use with --allowed-host, as requests naming another Host are refused"
+            if wildcard
+            else ""
+        )
         print(f"db3learn serve: warning: {host} is not a loopback address: {advice}{names}.", file=sys.stderr)
     print(
         f"db3learn serve: {path} as model {name!r} on http://{host}:{port} "

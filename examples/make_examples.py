@@ -8,9 +8,8 @@ Both are deterministic; ``tests/test_examples.py`` checks that the shipped files
 match what this script makes.
 """
 
-from pathlib import Path
-
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import skops.io

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
@@ -41,3 +40,14 @@ def svc_file(svc, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "digits-svc.skops"
     skops.io.dump(svc, path)
     return path
+
+
+@pytest.fixture
+def misbehaving():
+    """A real server on 127.0.0.1 that answers every request with the reply the test sets (``.reply``)."""
+    from .servers import Misbehaving, thread_server
+
+    server = Misbehaving()
+    with thread_server(server.app) as url:
+        server.url = url
+        yield server

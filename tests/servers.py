@@ -1,6 +1,7 @@
 """Real servers on 127.0.0.1 for the remote-teacher tests: in a thread, or in a subprocess we can kill."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,8 @@ import time
 
 import httpx
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 
 def free_port():
@@ -56,7 +59,17 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log or os.devnull, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "db3learn.cli", "serve", str(model), "--port", str(port), "--quiet", *map(str, args)],
+            [
+                sys.executable,
+                "-m",
+                "db3learn.cli",
+                "serve",
+                str(model),
+                "--port",
+                str(port),
+                "--quiet",
+                *map(str, args),
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -89,3 +102,27 @@ class ServeProcess:
 def read_ledger(path):
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
+
+
+class Misbehaving:
+    """A FastAPI app that answers every request with the reply set by the test, and records requests."""
+
+    def __init__(self):
+        self.app = FastAPI()
+        self.reply = (200, "{}", {})
+        self.seen = []
+
+        @self.app.api_route("/{path:path}", methods=["GET", "POST"])
+        async def anything(path: str, request: Request):
+            body = await request.body()
+            self.seen.append((request.method, path, dict(request.headers), body))
+            status, text, headers = (
+                self.reply(json.loads(body) if body else None) if callable(self.reply) else self.reply
+            )
+            return Response(text, status_code=status, headers=headers, media_type="application/json")
+
+
+def v2_output(data, shape, datatype="INT64", name="label"):
+    return json.dumps(
+        {"model_name": "m", "outputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
+    )

@@ -128,10 +128,16 @@ def test_a_remote_predict_proba_column_gets_the_same_words(cancer):
 @pytest.mark.parametrize(
     "answer, what",
     [
-        (lambda n: np.asarray([None, 1, "a"] * (n // 3), dtype=object), "an object array of NoneType, int, str values (e.g. None, 1, 'a')"),
+        (
+            lambda n: np.asarray([None, 1, "a"] * (n // 3), dtype=object),
+            "an object array of NoneType, int, str values (e.g. None, 1, 'a')",
+        ),
         (lambda n: [None, 1, "a"] * (n // 3), "an object array of NoneType, int, str values (e.g. None, 1, 'a')"),
         (lambda n: [1, "a", 2] * (n // 3), "a list of int, str values (e.g. 1, 'a')"),  # numpy would make them strings
-        (lambda n: [True, 1, 0] * (n // 3), "a list of bool, int values (e.g. True, 1)"),  # numpy would make them 1, 1, 0
+        (
+            lambda n: [True, 1, 0] * (n // 3),
+            "a list of bool, int values (e.g. True, 1)",
+        ),  # numpy would make them 1, 1, 0
     ],
     ids=["object-array", "list-with-None", "list-int-str", "list-bool-int"],
 )
@@ -156,7 +162,9 @@ def test_labels_changing_type_between_batches_are_refused_and_earlier_ones_stay_
     first, second = model.predict(X[:50]), model.predict(X[50:100])
     new = ", ".join(str(v) for v in np.unique(second)[:3])
     before = ", ".join(repr(v) for v in np.unique(first.astype(str)).tolist()[:3])
-    assert str(info.value).startswith(f"The teacher answered integers ({new}) in this batch but strings ({before}) before. ")
+    assert str(info.value).startswith(
+        f"The teacher answered integers ({new}) in this batch but strings ({before}) before. "
+    )
     assert "make it return one type, e.g. np.asarray(model.predict(X)).astype(int) or .astype(str)" in str(info.value)
     assert flipping.calls == 2
     np.testing.assert_array_equal(teacher.predict(X[:50]), first.astype(str))  # cached: no new call
@@ -168,14 +176,20 @@ def test_a_remote_teacher_changing_type_between_batches_is_refused(iris):
     flipping = TypeFlipping(model)
     with thread_server(create_app(flipping, model_name="iris")) as url:
         remote = RemoteTeacher(url, "iris", protocol="v2", batch_size=50, max_concurrency=1, max_retries=0)  # in order
-        with pytest.raises(TeacherAnswerError, match=r"^The teacher answered integers \(.*\) in this batch but strings \('"):
+        with pytest.raises(
+            TeacherAnswerError, match=r"^The teacher answered integers \(.*\) in this batch but strings \('"
+        ):
             remote.predict(X[:100])
         np.testing.assert_array_equal(remote.predict(X[:50]), model.predict(X[:50]).astype(str))  # cached
 
 
 @pytest.mark.parametrize(
     "convert",
-    [lambda y: y.astype(object), lambda y: y.astype(str).astype(object), lambda y: pd.Series(y).astype("string").to_numpy()],
+    [
+        lambda y: y.astype(object),
+        lambda y: y.astype(str).astype(object),
+        lambda y: pd.Series(y).astype("string").to_numpy(),
+    ],
     ids=["object-ints", "object-strings", "pandas-strings"],
 )
 def test_object_arrays_of_one_type_keep_working(iris, convert):
@@ -245,12 +259,20 @@ def test_zero_shot_refuses_a_teacher_that_answers_one_class(iris, constant_teach
     X = iris[0]
     teacher = Teacher(constant_teacher)
     gen = ZeroShotTransferSet(
-        teacher, n_samples_per_class=10, n_iter=2, n_directions=4, max_noise_draws=600, feature_range=(X.min(0), X.max(0)), random_state=0
+        teacher,
+        n_samples_per_class=10,
+        n_iter=2,
+        n_directions=4,
+        max_noise_draws=600,
+        feature_range=(X.min(0), X.max(0)),
+        random_state=0,
     )
     with pytest.raises(ValueError) as info:
         gen.fit()
     message = str(info.value)
-    found = re.match(r"ZeroShotTransferSet: the teacher answered class 2 to all ([\d,]+) rows asked \(([\d,]+) queries\), ", message)
+    found = re.match(
+        r"ZeroShotTransferSet: the teacher answered class 2 to all ([\d,]+) rows asked \(([\d,]+) queries\), ", message
+    )
     assert found, message
     n_rows, n_queries = (int(g.replace(",", "")) for g in found.groups())
     assert n_queries == teacher.n_queries > 0 and n_rows >= n_queries
@@ -272,8 +294,14 @@ EXPECTED_RANGE = "expected (low, high) with finite low < high, each a float or a
     [
         ((0.0, np.nan), "feature_range must be finite; got high=nan; "),
         ((-np.inf, 8.0), "feature_range must be finite; got low=-inf; "),
-        ((0.0, np.array([8.0, 8.0, np.inf, 8.0])), "feature_range must be finite; got high holding [inf] at features [2]; "),
-        ((np.array([0.0, 5.0, 0.0, 0.0]), 4.0), "feature_range must have low < high for every feature; got low [5.0] and high [4.0] at features [1]; "),
+        (
+            (0.0, np.array([8.0, 8.0, np.inf, 8.0])),
+            "feature_range must be finite; got high holding [inf] at features [2]; ",
+        ),
+        (
+            (np.array([0.0, 5.0, 0.0, 0.0]), 4.0),
+            "feature_range must have low < high for every feature; got low [5.0] and high [4.0] at features [1]; ",
+        ),
         ((np.zeros(3), 8.0), "feature_range's low has shape (3,), which does not fit 4 features; "),
         ((0.0, "eight"), "feature_range's high must be numbers; got 'eight'; "),
     ],
@@ -281,7 +309,9 @@ EXPECTED_RANGE = "expected (low, high) with finite low < high, each a float or a
 )
 def test_zero_shot_checks_feature_range_in_fit_before_asking(iris, feature_range, got):
     teacher = Teacher(iris[2])
-    gen = ZeroShotTransferSet(teacher, n_samples_per_class=5, n_iter=1, n_features=4, feature_range=feature_range, random_state=0)
+    gen = ZeroShotTransferSet(
+        teacher, n_samples_per_class=5, n_iter=1, n_features=4, feature_range=feature_range, random_state=0
+    )
     with pytest.raises(ValueError) as info:
         gen.fit()
     assert str(info.value).startswith(got + EXPECTED_RANGE)
@@ -310,7 +340,9 @@ def test_check_rows_passes_arrays_and_frames(iris):
 def test_teacher_predict_refuses_sparse_with_the_fix(iris):
     """Passes once ``Teacher.predict`` starts with ``X = _check_rows(X)``."""
     teacher = Teacher(iris[2])
-    with pytest.raises(TypeError, match=re.escape("got a scipy.sparse csr_matrix of shape (5, 4): convert it with X.toarray()")):
+    with pytest.raises(
+        TypeError, match=re.escape("got a scipy.sparse csr_matrix of shape (5, 4): convert it with X.toarray()")
+    ):
         teacher.predict(sp.csr_matrix(iris[0][:5]))
     assert teacher.n_queries == 0
 
@@ -318,6 +350,8 @@ def test_teacher_predict_refuses_sparse_with_the_fix(iris):
 @pytest.mark.parametrize("make", [lambda t: DB3Distiller(t, max_epochs=1), lambda t: DecisionBoundarySoftLabeler(t)])
 def test_estimators_refuse_sparse_clearly_already(iris, make):
     teacher = Teacher(iris[2])
-    with pytest.raises(TypeError, match=re.escape("dense data is required. Use '.toarray()' to convert to a dense numpy array")):
+    with pytest.raises(
+        TypeError, match=re.escape("dense data is required. Use '.toarray()' to convert to a dense numpy array")
+    ):
         make(teacher).fit(sp.csr_matrix(iris[0]))
     assert teacher.n_queries == 0

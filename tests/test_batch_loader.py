@@ -1,4 +1,5 @@
 """The student's loader gives torch DataLoader's batches and random draws, so training is bit-identical."""
+
 import numpy as np
 import pytest
 import torch
@@ -36,8 +37,16 @@ def test_student_trains_as_with_the_dataloader():
     nets = []
     for loader in (DataLoader, _BatchLoader):
         torch.manual_seed(0)
-        net = KDStudent(MLP, module__n_features=6, module__n_classes=2, classes=[0, 1], max_epochs=3, kd_weight=0,
-                        iterator_train=loader, iterator_valid=loader).fit(X, y)
+        net = KDStudent(
+            MLP,
+            module__n_features=6,
+            module__n_classes=2,
+            classes=[0, 1],
+            max_epochs=3,
+            kd_weight=0,
+            iterator_train=loader,
+            iterator_valid=loader,
+        ).fit(X, y)
         nets.append(net)
     assert all(torch.equal(p, q) for p, q in zip(nets[0].module_.parameters(), nets[1].module_.parameters()))
     assert np.array_equal(nets[0].predict_proba(X), nets[1].predict_proba(X))

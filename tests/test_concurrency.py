@@ -103,7 +103,7 @@ def test_a_failed_ask_is_retried_by_the_thread_that_waited_for_it(logreg, digits
     for _ in range(2):  # the first call fails; then the model is fixed and the rows are asked again
         results = {}
 
-        def ask(i):
+        def ask(i, results=results):
             try:
                 results[i] = teacher.predict(X)
             except TeacherError as exc:
@@ -168,7 +168,13 @@ def test_remote_teacher_under_the_threading_backend(logreg, digits):
 def test_a_budgeted_teacher_copied_into_worker_processes_refuses_to_spend(logreg, digits):
     X = digits[0][:100]
     teacher = Teacher(logreg, max_queries=4000)
-    search = GridSearchCV(DB3Distiller(teacher, max_epochs=2, random_state=0), {"temperature": [2.0, 4.0]}, cv=2, n_jobs=2, error_score="raise")
+    search = GridSearchCV(
+        DB3Distiller(teacher, max_epochs=2, random_state=0),
+        {"temperature": [2.0, 4.0]},
+        cv=2,
+        n_jobs=2,
+        error_score="raise",
+    )
     with pytest.raises(TeacherError, match=r"max_queries=4,000\) and is a copy made for another process.*threading"):
         search.fit(X)
     assert teacher.n_queries == 0
@@ -188,7 +194,9 @@ def test_a_budgeted_teacher_loaded_in_another_process_can_be_rearmed(logreg, dig
         "try:\n    t.predict(X); print('spent')\nexcept TeacherError:\n    print('refused')\n"
         "t.max_queries = 50; t.predict(X); print(t.n_queries)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
     assert out == ["refused", "10"]
 
 
@@ -207,7 +215,9 @@ def test_a_remote_budget_holds_across_processes_and_reruns_through_the_cache_dir
     cache = tmp_path / "cache"
     rows = fresh_rows.reshape(-1, 64)[:6000]
     with thread_server(create_app(logreg, model_name="digits")) as url:
-        outcomes = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_ask_remote)(url, cache, part) for part in (rows[:3000], rows[3000:]))
+        outcomes = joblib.Parallel(n_jobs=2, backend="loky")(
+            joblib.delayed(_ask_remote)(url, cache, part) for part in (rows[:3000], rows[3000:])
+        )
         stats = __import__("httpx").get(f"{url}/db3learn/stats").json()
         assert stats["rows_answered"] == 4000  # not 6,000: both processes spent one budget
         assert sorted(outcomes) == ["answered", "budget:2000"]
@@ -232,12 +242,16 @@ RemoteTeacher(url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=cac
 """
 
 
-def test_kill_minus_nine_asks_at_most_one_round_of_requests_again_and_counts_only_answers(digits, svc, svc_file, tmp_path):
+def test_kill_minus_nine_asks_at_most_one_round_of_requests_again_and_counts_only_answers(
+    digits, svc, svc_file, tmp_path
+):
     X = digits[0][:400]
     np.save(tmp_path / "X.npy", X)
     port = free_port()
     with ServeProcess(svc_file, port, "--stall-after", 150) as first:
-        client = subprocess.Popen([sys.executable, "-c", KILL_CLIENT, first.url, str(tmp_path / "cache"), str(tmp_path / "X.npy")])
+        client = subprocess.Popen(
+            [sys.executable, "-c", KILL_CLIENT, first.url, str(tmp_path / "cache"), str(tmp_path / "X.npy")]
+        )
         try:
             wait_until(lambda: first.stats()["stalled"] == 3, 60, "three requests in flight to stall")
             received_first = first.stats()["rows_received"]
@@ -245,7 +259,9 @@ def test_kill_minus_nine_asks_at_most_one_round_of_requests_again_and_counts_onl
             client.kill()  # SIGKILL: nothing is flushed, the requests in flight are lost
             client.wait(timeout=20)
     with ServeProcess(svc_file, port) as second:
-        teacher = RemoteTeacher(second.url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=tmp_path / "cache", max_queries=400)
+        teacher = RemoteTeacher(
+            second.url, "digits-svc", batch_size=50, max_concurrency=3, cache_dir=tmp_path / "cache", max_queries=400
+        )
         # the killed run had reserved its 400 rows; only the 150 answered stay counted in the budget's ledger
         assert teacher._store.spent() == 150
         np.testing.assert_array_equal(teacher.predict(X), svc.predict(X))

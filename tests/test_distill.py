@@ -55,7 +55,12 @@ def test_load_data_reads_npy_and_csv_with_or_without_header(tmp_path):
 
 def test_teacher_urls_name_the_model_protocol_and_version(svc_file):
     t = make_teacher("http://127.0.0.1:8080/serving/v1/models/digits/versions/2")
-    assert (t.base_url, t.model_name, t.protocol, t.model_version) == ("http://127.0.0.1:8080/serving", "digits", "v1", "2")
+    assert (t.base_url, t.model_name, t.protocol, t.model_version) == (
+        "http://127.0.0.1:8080/serving",
+        "digits",
+        "v1",
+        "2",
+    )
     t = make_teacher("http://127.0.0.1:8080", model_name="digits", max_queries=10, cache_dir=None)
     assert isinstance(t, RemoteTeacher) and (t.protocol, t.max_queries) == ("v2", 10)
     with pytest.raises(ValueError, match=r"Which model at http://127.0.0.1:8080\? Give its name \(--model-name\)"):
@@ -81,7 +86,10 @@ def test_distill_a_saved_model_from_the_command_line(svc, svc_file, data_file, f
 
 def test_distill_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main(["distill", "--teacher", str(tmp_path / "nope.skops"), "--data", "x.npy", "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == f"db3learn distill: error: No model at {tmp_path / 'nope.skops'}: expected a .skops file or a student directory.\n"
+    assert (
+        capsys.readouterr().err
+        == f"db3learn distill: error: No model at {tmp_path / 'nope.skops'}: expected a .skops file or a student directory.\n"
+    )
     with pytest.raises(SystemExit):
         build_parser().parse_args(["distill", "--teacher", "x", "--data", "y", "--out", "z", "--hidden-units", "0"])
 
@@ -90,7 +98,16 @@ def test_budget_exhausted_mid_run_then_resumed_without_repeats(svc, data_file, f
     ledger = tmp_path / "ledger.txt"
     total = fresh[0].queries
     with thread_server(create_app(svc, model_name="digits", ledger=ledger)) as url:
-        args = ["distill", "--teacher", f"{url}/v2/models/digits", "--data", str(data_file), "--cache-dir", str(tmp_path / "cache"), *SMALL]
+        args = [
+            "distill",
+            "--teacher",
+            f"{url}/v2/models/digits",
+            "--data",
+            str(data_file),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *SMALL,
+        ]
         assert main([*args, "--out", str(tmp_path / "a"), "--max-queries", str(total // 2), "--batch-size", "64"]) == 1
         err = capsys.readouterr().err
         assert f"Query budget exhausted: max_queries={total // 2:,} rows, {total // 2:,} already spent" in err
@@ -106,7 +123,9 @@ def test_budget_exhausted_mid_run_then_resumed_without_repeats(svc, data_file, f
     assert report["queries"] == total - total // 2 and report["cache_hits"] >= total // 2
     rows = read_ledger(ledger)
     assert len(rows) == len(set(rows)) == total
-    np.testing.assert_array_equal(load_student(tmp_path / "b").predict(np.load(data_file)), fresh[1].predict(np.load(data_file)))
+    np.testing.assert_array_equal(
+        load_student(tmp_path / "b").predict(np.load(data_file)), fresh[1].predict(np.load(data_file))
+    )
 
 
 def test_client_killed_mid_labelling_resumes_without_asking_any_row_twice(svc_file, data_file, fresh, tmp_path):

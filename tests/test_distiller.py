@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from skorch import NeuralNetClassifier
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC
+from skorch import NeuralNetClassifier
 
 from db3learn import (
     DB3Distiller,
@@ -91,11 +91,17 @@ def test_string_labels(digits):
 
 def test_random_state_makes_fit_reproducible(digits, svc):
     X = digits[0][:150]
-    a = DB3Distiller(Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=3).fit(X)
-    b = DB3Distiller(Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=3).fit(X)
+    a = DB3Distiller(
+        Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=3
+    ).fit(X)
+    b = DB3Distiller(
+        Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=3
+    ).fit(X)
     np.testing.assert_array_equal(a.predict_proba(digits[2]), b.predict_proba(digits[2]))
     assert a.n_queries_ == b.n_queries_
-    c = DB3Distiller(Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=4).fit(X)
+    c = DB3Distiller(
+        Teacher(svc), soft_labeler=_labeler(reference_selection="random"), max_epochs=5, random_state=4
+    ).fit(X)
     assert not np.array_equal(a.predict_proba(digits[2]), c.predict_proba(digits[2]))
 
 
@@ -113,7 +119,9 @@ def test_student_module_class_instance_and_skorch_net(digits, svc):
     by_instance = DB3Distiller(teacher, student=instance, soft_labeler=_labeler(), max_epochs=2).fit(X)
     assert by_instance.student_.module_.net[0].out_features == 9
 
-    net = NeuralNetClassifier(MLP, module__n_features=64, module__n_classes=10, module__hidden_units=(11,), max_epochs=3, lr=0.01)
+    net = NeuralNetClassifier(
+        MLP, module__n_features=64, module__n_classes=10, module__hidden_units=(11,), max_epochs=3, lr=0.01
+    )
     by_net = DB3Distiller(teacher, student=net, soft_labeler=_labeler()).fit(X)
     assert by_net.student_.module_.net[0].out_features == 11
     assert by_net.student_.max_epochs == 3 and by_net.student_.lr == 0.01

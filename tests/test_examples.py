@@ -29,7 +29,11 @@ def test_shipped_example_files_are_what_make_examples_makes():
 def test_readme_serve_and_distill_commands_parse_and_match():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Distill a model behind an HTTP API", 1)[1].split("\n## ", 1)[0]
-    commands = [shlex.split(line.split("&&")[-1].split("#")[0]) for line in section.splitlines() if re.search(r"\bdb3learn (serve|distill) ", line)]
+    commands = [
+        shlex.split(line.split("&&")[-1].split("#")[0])
+        for line in section.splitlines()
+        if re.search(r"\bdb3learn (serve|distill) ", line)
+    ]
     serve, distill = (next(c for c in commands if c[1] == verb) for verb in ("serve", "distill"))
     serve_args, distill_args = build_parser().parse_args(serve[1:]), build_parser().parse_args(distill[1:])
     assert (ROOT / serve_args.model).is_file() and (ROOT / distill_args.data).is_file()

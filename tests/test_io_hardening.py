@@ -41,7 +41,11 @@ def skops_bytes(digits, tmp_path_factory):
 @pytest.fixture(scope="module")
 def student_dir(digits, svc, tmp_path_factory):
     distiller = DB3Distiller(
-        svc, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), max_epochs=3, random_state=0, student__hidden_units=(16,)
+        svc,
+        soft_labeler=DecisionBoundarySoftLabeler(method="sd"),
+        max_epochs=3,
+        random_state=0,
+        student__hidden_units=(16,),
     ).fit(digits[0][:100])
     return save_student(distiller, tmp_path_factory.mktemp("students") / "student")
 
@@ -70,14 +74,19 @@ def test_payload_runs_when_unpickled(tmp_path):  # so that "not run" below means
 
 @pytest.mark.parametrize(
     ("dump", "what"),
-    [(lambda obj, path: path.write_bytes(pickle.dumps(obj)), "a pickle"), (lambda obj, path: joblib.dump(obj, path, compress=3), "no zip archive")],
+    [
+        (lambda obj, path: path.write_bytes(pickle.dumps(obj)), "a pickle"),
+        (lambda obj, path: joblib.dump(obj, path, compress=3), "no zip archive"),
+    ],
     ids=["pickle", "joblib-zlib"],
 )
 def test_pickle_named_skops_is_refused_and_not_run(tmp_path, capsys, dump, what):
     path, marker = tmp_path / "model.skops", tmp_path / "ran"
     dump(Payload(marker), path)
     message = refused(load_model, path)
-    assert message.startswith(f"{path} holds {what}, not a skops archive, though it is named .skops; db3learn never unpickles a file.")
+    assert message.startswith(
+        f"{path} holds {what}, not a skops archive, though it is named .skops; db3learn never unpickles a file."
+    )
     assert main(["serve", str(path), "--port", "9"]) == 1
     assert capsys.readouterr().err == f"db3learn serve: error: {message}\n"
     assert not marker.exists()
@@ -97,7 +106,10 @@ def _zip(members):
     [
         (lambda data, path: path.write_bytes(data[: len(data) // 2]), zipfile.BadZipFile),  # truncated download
         (lambda data, path: path.write_bytes(data[:-1]), zipfile.BadZipFile),
-        (lambda data, path: path.write_bytes(data[:40] + bytes(b ^ 0xFF for b in data[40:80]) + data[80:]), zipfile.BadZipFile),
+        (
+            lambda data, path: path.write_bytes(data[:40] + bytes(b ^ 0xFF for b in data[40:80]) + data[80:]),
+            zipfile.BadZipFile,
+        ),
         (lambda data, path: _zip({"hello.txt": "x"})(data, path), KeyError),  # another zip file
         (lambda data, path: _zip({"schema.json": "{nope"})(data, path), ValueError),
         (lambda data, path: _zip({"schema.json": "[]"})(data, path), AttributeError),
@@ -112,7 +124,9 @@ def test_damaged_skops_file_gives_one_clear_line(skops_bytes, tmp_path, damage, 
     with pytest.raises(ValueError) as info:
         load_model(path)
     message = str(info.value)
-    assert message.startswith(f"{path} is not a readable .skops file ({cause.__name__ if cause is not ValueError else 'JSONDecodeError'}: ")
+    assert message.startswith(
+        f"{path} is not a readable .skops file ({cause.__name__ if cause is not ValueError else 'JSONDecodeError'}: "
+    )
     assert message.endswith(
         "): expected a complete zip archive written by skops.io.dump. The file may be truncated or damaged; save the model "
         "again with skops.io.dump(model, path)."
@@ -137,7 +151,10 @@ def test_malicious_weights_are_refused_and_not_run(student, tmp_path, capsys):
     ("damage", "expected"),
     [
         (lambda p: p.write_bytes(p.read_bytes()[:200]), "is not a readable PyTorch weights file (RuntimeError: "),
-        (lambda p: p.write_bytes(b""), "is not a readable PyTorch weights file (EOFError: no detail): it may be truncated or damaged."),
+        (
+            lambda p: p.write_bytes(b""),
+            "is not a readable PyTorch weights file (EOFError: no detail): it may be truncated or damaged.",
+        ),
         (lambda p: torch.save(torch.zeros(3), p), f"holds a Tensor; expected a state_dict (a dict of tensors). {REDO}"),
         (lambda p: torch.save({"net.0.weight": torch.zeros(3, 3)}, p), "does not fit the architecture in "),
     ],
@@ -167,11 +184,20 @@ def _edit(change):
             " gives MLP parameters it does not take: ['activation', 'bogus']; it takes ['n_features', 'n_classes', "
             "'hidden_units', 'dropout']. Remove them from the file, or save the student again",
         ),
-        (_edit(lambda c: c.update(module_params=[64, 10])), ": module_params must be an object of MLP's parameters; got a list."),
+        (
+            _edit(lambda c: c.update(module_params=[64, 10])),
+            ": module_params must be an object of MLP's parameters; got a list.",
+        ),
         (_edit(lambda c: c["module_params"].update(hidden_units="many")), ": MLP cannot be built from module_params "),
         (_edit(lambda c: c.pop("classes")), " lacks the keys ['classes'] of a db3learn student configuration."),
-        (_edit(lambda c: c.update(classes_dtype="<q9")), " holds classes, n_features_in or input_affine of the wrong form (TypeError: "),
-        (_edit(lambda c: c.update(n_features_in="sixty-four")), " holds classes, n_features_in or input_affine of the wrong form (ValueError: "),
+        (
+            _edit(lambda c: c.update(classes_dtype="<q9")),
+            " holds classes, n_features_in or input_affine of the wrong form (TypeError: ",
+        ),
+        (
+            _edit(lambda c: c.update(n_features_in="sixty-four")),
+            " holds classes, n_features_in or input_affine of the wrong form (ValueError: ",
+        ),
         (lambda p: p.write_text(p.read_text()[:-20]), " is not JSON (JSONDecodeError: "),
     ],
     ids=["unknown-params", "params-not-object", "bad-param-value", "missing-key", "bad-dtype", "bad-n-features", "cut"],
@@ -180,7 +206,9 @@ def test_damaged_student_json_gives_one_clear_line(student, damage, expected):
     config = student / "student.json"
     damage(config)
     message = refused(load_student, student)
-    assert message.startswith(f"{config}{expected}") and message.endswith("again with db3learn.io.save_student or `db3learn distill`.")
+    assert message.startswith(f"{config}{expected}") and message.endswith(
+        "again with db3learn.io.save_student or `db3learn distill`."
+    )
 
 
 def test_unknown_top_level_keys_are_ignored(student, digits):

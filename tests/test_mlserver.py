@@ -34,10 +34,20 @@ def mlserver(svc, tmp_path):
     models = tmp_path / "models"
     (models / "digits").mkdir(parents=True)
     joblib.dump(svc, models / "digits" / "model.joblib")  # our own model, in the format MLServer reads
-    settings = {"name": "digits", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}
+    settings = {
+        "name": "digits",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"},
+    }
     (models / "digits" / "model-settings.json").write_text(json.dumps(settings))
     port = free_port()
-    server = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0}
+    server = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": 0,
+    }
     (models / "settings.json").write_text(json.dumps(server))
     log = tmp_path / "mlserver.log"
     with open(log, "wb") as out:

@@ -71,8 +71,11 @@ def test_quality_vs_queries_draws_one_line_per_method_and_reference_lines(summar
 
 def test_quality_vs_queries_reads_csv_path_and_groups_by_setting(summary):
     axes = plot_quality_vs_queries(
-        RESULTS / "mnist_queries_summary.csv", metrics=("fidelity",), group_by=("method", "mapping", "temperature"),
-        label=lambda r: f"{r['method']} {r['mapping']} T={r['temperature']}", log_x=False,
+        RESULTS / "mnist_queries_summary.csv",
+        metrics=("fidelity",),
+        group_by=("method", "mapping", "temperature"),
+        label=lambda r: f"{r['method']} {r['mapping']} T={r['temperature']}",
+        log_x=False,
     )
     (ax,) = axes
     labels = [line.get_label() for line in ax.lines]
@@ -85,7 +88,12 @@ def test_quality_vs_queries_reads_csv_path_and_groups_by_setting(summary):
 
 def test_quality_vs_queries_draws_into_given_axes_and_accepts_columns():
     fig, axes = plt.subplots(1, 2)
-    columns = {"method": ["a", "a", "b"], "queries_per_sample": [10, 1, 5], "accuracy": [0.5, 0.4, 0.9], "fidelity": [0.6, 0.5, 1.0]}
+    columns = {
+        "method": ["a", "a", "b"],
+        "queries_per_sample": [10, 1, 5],
+        "accuracy": [0.5, 0.4, 0.9],
+        "fidelity": [0.6, 0.5, 1.0],
+    }
     out = plot_quality_vs_queries(columns, axes=axes, references=())
     assert list(out) == list(axes)
     assert axes[1].lines[0].get_xdata().tolist() == [1.0, 10.0]
@@ -98,9 +106,17 @@ def test_quality_vs_queries_draws_into_given_axes_and_accepts_columns():
     [
         ([], {}, "results is empty"),
         ([{"method": "bd", "queries_per_sample": 3, "accuracy": 0.9}], {}, r"lacks the column\(s\) \['fidelity'\]"),
-        ([{"method": "bd", "queries_per_sample": 3, "accuracy": "high", "fidelity": 1}], {}, "Column 'accuracy' must hold numbers"),
+        (
+            [{"method": "bd", "queries_per_sample": 3, "accuracy": "high", "fidelity": 1}],
+            {},
+            "Column 'accuracy' must hold numbers",
+        ),
         ({"method": ["a", "b"], "queries_per_sample": [1], "accuracy": [1, 2], "fidelity": [1, 2]}, {}, "same length"),
-        ([{"method": "bd", "queries_per_sample": 3, "accuracy": 0.9, "fidelity": 0.9}], {"metrics": ()}, "at least one column"),
+        (
+            [{"method": "bd", "queries_per_sample": 3, "accuracy": 0.9, "fidelity": 0.9}],
+            {"metrics": ()},
+            "at least one column",
+        ),
     ],
 )
 def test_quality_vs_queries_rejects_bad_results(results, kwargs, message):

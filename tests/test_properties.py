@@ -18,7 +18,9 @@ from hypothesis.extra import numpy as hnp
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, Teacher
 from db3learn.exceptions import DB3Error
 
-PROPERTY = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def assert_clear_error(exc):
@@ -61,7 +63,9 @@ LABEL_TABLES = st.sampled_from(
     ]
 )
 
-ANSWER_SHAPES = st.sampled_from(["labels", "labels", "labels", "too_short", "too_long", "probabilities", "scalar", "raises", "alternating"])
+ANSWER_SHAPES = st.sampled_from(
+    ["labels", "labels", "labels", "too_short", "too_long", "probabilities", "scalar", "raises", "alternating"]
+)
 
 
 def make_teacher_fn(table, shape):
@@ -140,7 +144,9 @@ def test_labeler_fit_and_transform_give_soft_labels_or_a_clear_error(X, table, s
 @given(X=FINITE_ARRAYS | FINITE_ARRAYS | FLOAT_ARRAYS, table=LABEL_TABLES, shape=ANSWER_SHAPES)
 def test_distiller_fit_gives_a_student_or_a_clear_error(X, table, shape):
     labeler = DecisionBoundarySoftLabeler(n_directions=2, max_queries_per_sample=60, random_state=0)
-    distiller = DB3Distiller(Teacher(make_teacher_fn(table, shape), batch_size=16), soft_labeler=labeler, max_epochs=1, random_state=0)
+    distiller = DB3Distiller(
+        Teacher(make_teacher_fn(table, shape), batch_size=16), soft_labeler=labeler, max_epochs=1, random_state=0
+    )
     fitted = run(lambda: distiller.fit(X))
     if fitted is not None:
         predicted = fitted.predict(np.nan_to_num(X))

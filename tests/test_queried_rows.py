@@ -120,7 +120,9 @@ def test_distiller_on_a_table_trains_on_valid_queried_rows():
         HistGradientBoostingClassifier(random_state=0),
     ).fit(X, y)
     wrapped = Teacher(teacher)
-    distiller = DB3Distiller(wrapped, queried_rows=True, soft_label_check=False, max_epochs=3, random_state=0).fit(X[:120])
+    distiller = DB3Distiller(wrapped, queried_rows=True, soft_label_check=False, max_epochs=3, random_state=0).fit(
+        X[:120]
+    )
     rows, labels = wrapped.queried_rows()
     assert list(rows.columns) == list(X.columns) and len(rows) == distiller.n_queried_rows_ > 120
     np.testing.assert_array_equal(labels, teacher.predict(rows))
@@ -147,9 +149,15 @@ def test_rows_without_soft_labels_train_on_their_hard_labels_alone():
     hard = torch.tensor([0, 1, 2, 3, 0, 1])
     masked = teacher.clone()
     masked[4:] = float("nan")
-    kl_of_the_four = (distillation_loss(student[:4], teacher[:4], hard[:4], temperature=3.0) - torch.nn.functional.cross_entropy(student[:4], hard[:4])) / 9.0
+    kl_of_the_four = (
+        distillation_loss(student[:4], teacher[:4], hard[:4], temperature=3.0)
+        - torch.nn.functional.cross_entropy(student[:4], hard[:4])
+    ) / 9.0
     expected = torch.nn.functional.cross_entropy(student, hard) + 2.0 * 9.0 * kl_of_the_four
     got = distillation_loss(student, masked, hard, temperature=3.0, kd_weight=2.0 * 9.0, temperature_squared=False)
     torch.testing.assert_close(got, expected)
     everything_masked = torch.full_like(teacher, float("nan"))
-    torch.testing.assert_close(distillation_loss(student, everything_masked, hard, temperature=3.0), torch.nn.functional.cross_entropy(student, hard))
+    torch.testing.assert_close(
+        distillation_loss(student, everything_masked, hard, temperature=3.0),
+        torch.nn.functional.cross_entropy(student, hard),
+    )

@@ -9,8 +9,6 @@ import time
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
@@ -27,7 +25,7 @@ from db3learn import (
 from db3learn._remote import _Endpoint, parse_retry_after
 from db3learn.serve import Faults, create_app
 
-from .servers import free_port, thread_server
+from .servers import free_port, thread_server, v2_output
 
 FAST = dict(backoff=0.01, max_backoff=2.0)  # retries in milliseconds, so that fault tests stay quick
 
@@ -167,7 +165,9 @@ def test_persistent_cache_is_shared_across_teachers_clones_and_pickles(digits, s
 def test_rate_limit_spaces_requests(digits, svc):
     app, server = served(svc)
     with server as url:
-        teacher = RemoteTeacher(url, "digits", input_name="input-0", batch_size=5, max_concurrency=4, max_requests_per_second=20)
+        teacher = RemoteTeacher(
+            url, "digits", input_name="input-0", batch_size=5, max_concurrency=4, max_requests_per_second=20
+        )
         start = time.monotonic()
         teacher.predict(digits[0][:50])  # 10 requests
         elapsed = time.monotonic() - start
@@ -178,46 +178,43 @@ def test_rate_limit_spaces_requests(digits, svc):
 # -- malformed answers, from a real server that misbehaves ---------------------------------------------
 
 
-class Misbehaving:
-    """A FastAPI app that answers every request with the reply set by the test, and records requests."""
-
-    def __init__(self):
-        self.app = FastAPI()
-        self.reply = (200, "{}", {})
-        self.seen = []
-
-        @self.app.api_route("/{path:path}", methods=["GET", "POST"])
-        async def anything(path: str, request: Request):
-            body = await request.body()
-            self.seen.append((request.method, path, dict(request.headers), body))
-            status, text, headers = self.reply(json.loads(body) if body else None) if callable(self.reply) else self.reply
-            return Response(text, status_code=status, headers=headers, media_type="application/json")
-
-
-@pytest.fixture
-def misbehaving():
-    server = Misbehaving()
-    with thread_server(server.app) as url:
-        server.url = url
-        yield server
-
-
-def v2_output(data, shape, datatype="INT64", name="label"):
-    return json.dumps({"model_name": "m", "outputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]})
-
-
 MALFORMED = [
     ("v2", v2_output([1, 2], [2]), TeacherAnswerError, r"one label for each of the 3 rows sent; output 'label' has 2"),
-    ("v2", v2_output([0.1] * 9, [3, 3], "FP32", "predict_proba"), TeacherAnswerError, r"holds 3 values per row .*scores or probabilities"),
-    ("v2", v2_output([0.2, 0.7, 0.1], [3], "FP64"), TeacherAnswerError, r"non-integer values such as \[0.2, 0.7, 0.1\]"),
+    (
+        "v2",
+        v2_output([0.1] * 9, [3, 3], "FP32", "predict_proba"),
+        TeacherAnswerError,
+        r"holds 3 values per row .*scores or probabilities",
+    ),
+    (
+        "v2",
+        v2_output([0.2, 0.7, 0.1], [3], "FP64"),
+        TeacherAnswerError,
+        r"non-integer values such as \[0.2, 0.7, 0.1\]",
+    ),
     ("v2", v2_output([1, 2, 3], [3], "INT4"), TeacherAnswerError, r"datatype 'INT4'; expected one of"),
     ("v2", v2_output([1, 2], [3], "INT64"), TeacherAnswerError, r"must hold 3 INT64 values for shape \[3\]"),
-    ("v2", json.dumps({"predictions": [1, 2, 3]}), TeacherAnswerError, r'Open Inference Protocol inference response.*"outputs"'),
+    (
+        "v2",
+        json.dumps({"predictions": [1, 2, 3]}),
+        TeacherAnswerError,
+        r'Open Inference Protocol inference response.*"outputs"',
+    ),
     ("v2", "<html>Bad gateway of sorts</html>", TeacherAnswerError, r"Expected a JSON response .*'<html>Bad gateway"),
     ("v1", json.dumps({"predictions": [[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]}), TeacherAnswerError, r"2 values per row"),
-    ("v1", json.dumps({"predictions": [{"label": 1}] * 3}), TeacherAnswerError, r"objects with keys \['label'\]; pass output_name="),
+    (
+        "v1",
+        json.dumps({"predictions": [{"label": 1}] * 3}),
+        TeacherAnswerError,
+        r"objects with keys \['label'\]; pass output_name=",
+    ),
     ("v1", json.dumps({"outputs": [1, 2, 3]}), TeacherAnswerError, r'V1 predict response.*"predictions"'),
-    ("v1", json.dumps({"predictions": [1, [2], {"a": 3}]}), TeacherAnswerError, r"one label \(a number or a string\) per row"),
+    (
+        "v1",
+        json.dumps({"predictions": [1, [2], {"a": 3}]}),
+        TeacherAnswerError,
+        r"one label \(a number or a string\) per row",
+    ),
 ]
 
 
@@ -267,7 +264,9 @@ def test_v2_request_follows_the_spec_and_reads_a_named_output(misbehaving):
 
     misbehaving.reply = reply
     X = np.arange(6, dtype=np.float32).reshape(3, 2)
-    labels = RemoteTeacher(misbehaving.url, "m", model_version="3", input_name="pixels", output_name="predict").predict(X)
+    labels = RemoteTeacher(misbehaving.url, "m", model_version="3", input_name="pixels", output_name="predict").predict(
+        X
+    )
     np.testing.assert_array_equal(labels, [7, 7, 7])
     method, path, headers, body = misbehaving.seen[-1]
     assert (method, path) == ("POST", "v2/models/m/versions/3/infer")
@@ -304,7 +303,9 @@ def test_api_key_is_sent_but_never_logged_shown_or_pickled(misbehaving, monkeypa
         return 200, v2_output([1] * len(body["inputs"][0]["data"]), [len(body["inputs"][0]["data"])]), {}
 
     misbehaving.reply = reply
-    teacher = RemoteTeacher(misbehaving.url, "m", input_name="x", api_key_env="DB3LEARN_TEST_KEY", batch_size=2, max_concurrency=2, **FAST)
+    teacher = RemoteTeacher(
+        misbehaving.url, "m", input_name="x", api_key_env="DB3LEARN_TEST_KEY", batch_size=2, max_concurrency=2, **FAST
+    )
     np.testing.assert_array_equal(teacher.predict(np.arange(6.0).reshape(6, 1)), [1] * 6)
     assert teacher.n_retries > 0
     monkeypatch.setenv("DB3LEARN_TEST_KEY", "wrong-" + SECRET)
@@ -364,7 +365,9 @@ def test_server_killed_and_restarted_mid_run_changes_nothing(digits, svc, svc_fi
 
     X = digits[0][:400]
     port, ledger = free_port(), tmp_path / "ledger.txt"
-    teacher = RemoteTeacher(f"http://127.0.0.1:{port}", "digits-svc", batch_size=50, max_concurrency=2, max_retries=10, backoff=0.2)
+    teacher = RemoteTeacher(
+        f"http://127.0.0.1:{port}", "digits-svc", batch_size=50, max_concurrency=2, max_retries=10, backoff=0.2
+    )
     result = {}
     with ServeProcess(svc_file, port, "--stall-after", 150, "--ledger", ledger) as first:
         worker = threading.Thread(target=lambda: result.update(labels=teacher.predict(X)), daemon=True)
@@ -392,5 +395,7 @@ def test_the_disk_cache_never_unpickles_what_it_finds(digits, svc, tmp_path):
         teacher.close()
         with Cache(tmp_path) as planted:  # someone else writes a pickle where a label was
             planted.set(key, {"not": "a label"})
-        with pytest.raises(TeacherAnswerError, match="holds a pickled value, which db3learn never writes and will not load"):
+        with pytest.raises(
+            TeacherAnswerError, match="holds a pickled value, which db3learn never writes and will not load"
+        ):
             RemoteTeacher(url, "digits", cache_dir=tmp_path).predict(X)

@@ -92,8 +92,14 @@ class FailingModel:
 
 
 def run_labeler(model, references, samples, *, n_jobs, method="bd", batch_size=256, **params):
-    teacher = Teacher(model, batch_size=batch_size) if not isinstance(model, torch.nn.Module) else TorchTeacher(model, batch_size=batch_size)
-    labeler = DecisionBoundarySoftLabeler(teacher, method=method, random_state=0, n_jobs=n_jobs, **params).fit(references)
+    teacher = (
+        Teacher(model, batch_size=batch_size)
+        if not isinstance(model, torch.nn.Module)
+        else TorchTeacher(model, batch_size=batch_size)
+    )
+    labeler = DecisionBoundarySoftLabeler(teacher, method=method, random_state=0, n_jobs=n_jobs, **params).fit(
+        references
+    )
     distances, queries = labeler.boundary_distances(samples, return_queries=True)
     return {
         "soft_labels": labeler.transform(samples),
@@ -128,7 +134,9 @@ def test_loky_matches_serial_torch_teacher(torch_module, transfer, tmp_path):
     references, samples = transfer
     serial = run_labeler(torch_module, references, samples, n_jobs=1, method="hsj", max_queries_per_pair=40)
     pids = tmp_path / "pids"
-    parallel = run_labeler(PidNet(torch_module, pids), references, samples, n_jobs=2, method="hsj", max_queries_per_pair=40)
+    parallel = run_labeler(
+        PidNet(torch_module, pids), references, samples, n_jobs=2, method="hsj", max_queries_per_pair=40
+    )
     assert_same_run(serial, parallel)
     assert parallel["n_queries"] > 10_000
     assert len(worker_pids(pids)) == 2
@@ -237,7 +245,9 @@ def test_remote_teacher_in_workers_shares_rate_and_cache(logreg, transfer, tmp_p
     with thread_server(app) as url:
         runs = []
         for n_jobs in (None, 2):
-            teacher = RemoteTeacher(url, "digits", batch_size=512, max_requests_per_second=1000, cache_dir=tmp_path / f"cache{n_jobs}")
+            teacher = RemoteTeacher(
+                url, "digits", batch_size=512, max_requests_per_second=1000, cache_dir=tmp_path / f"cache{n_jobs}"
+            )
             labeler = DecisionBoundarySoftLabeler(teacher, random_state=0, n_jobs=n_jobs).fit(references)
             runs.append((labeler.transform(samples), teacher.n_queries, teacher.n_requests))
             fork = teacher._fork(4)

@@ -32,12 +32,20 @@ def test_sd_with_random_references_is_the_minimum_over_those_drawn(digits, svc):
     X, _, X_new, _ = digits
     refs, queries = X[:300], X_new[:20]
     ref_codes, y = svc.predict(refs), svc.predict(queries)
-    pairs = select_references(queries, y, refs, ref_codes, 10, n_directions=5, selection="random", rng=np.random.default_rng(0))
+    pairs = select_references(
+        queries, y, refs, ref_codes, 10, n_directions=5, selection="random", rng=np.random.default_rng(0)
+    )
     ps, pr, pc = pairs
     assert np.all(ref_codes[pr] == pc) and np.all(y[ps] != pc)
     assert np.all(np.bincount(ps * 10 + pc)[np.bincount(ps * 10 + pc) > 0] <= 5)
     D = sample_distances(queries, y, refs, *pairs, 10)
-    brute_nearest = sample_distances(queries, y, refs, *select_references(queries, y, refs, ref_codes, 10, n_directions=1, selection="nearest", rng=None), 10)
+    brute_nearest = sample_distances(
+        queries,
+        y,
+        refs,
+        *select_references(queries, y, refs, ref_codes, 10, n_directions=1, selection="nearest", rng=None),
+        10,
+    )
     assert np.all(D >= brute_nearest - 1e-12)
 
 
@@ -60,7 +68,9 @@ def test_bd_points_found_are_confirmed_by_a_query(digits, svc):
 
 
 def _binary_teacher():
-    X, y = make_classification(n_samples=400, n_features=2, n_redundant=0, n_informative=2, n_clusters_per_class=1, random_state=3)
+    X, y = make_classification(
+        n_samples=400, n_features=2, n_redundant=0, n_informative=2, n_clusters_per_class=1, random_state=3
+    )
     X = MinMaxScaler().fit_transform(X)
     return X, LogisticRegression().fit(X, y)
 
@@ -130,7 +140,9 @@ def test_bd_honours_the_per_sample_budget(digits, svc):
     D_full, _, _, _, spent_full = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3)
     assert sum(asked) == spent_full.sum()
     asked.clear()
-    D_cap, _, _, _, spent_cap = binary_search_distances(query, queries, y, refs, *pairs, 10, tol=1e-3, max_queries_per_sample=60)
+    D_cap, _, _, _, spent_cap = binary_search_distances(
+        query, queries, y, refs, *pairs, 10, tol=1e-3, max_queries_per_sample=60
+    )
     assert sum(asked) == spent_cap.sum()
     assert spent_cap.max() <= 60
     assert spent_full.min() > 60  # the cap really bit
@@ -169,12 +181,16 @@ def _exact_in_box(lr, x, j):
 )
 def test_every_method_upper_bounds_the_exact_distance(linear_digits, method, budget, median_bound):
     X, lr = linear_digits
-    labeler = DecisionBoundarySoftLabeler(lr, method=method, max_queries_per_pair=budget, feature_range=(0.0, 1.0), random_state=0)
+    labeler = DecisionBoundarySoftLabeler(
+        lr, method=method, max_queries_per_pair=budget, feature_range=(0.0, 1.0), random_state=0
+    )
     labeler.fit(X[:1000])
     samples = X[1000:1006]
     D = labeler.boundary_distances(samples)
     own = lr.predict(samples)
-    ratios = np.array([D[i, j] / _exact_in_box(lr, x, j) for i, x in enumerate(samples) for j in range(10) if j != own[i]])
+    ratios = np.array(
+        [D[i, j] / _exact_in_box(lr, x, j) for i, x in enumerate(samples) for j in range(10) if j != own[i]]
+    )
     assert ratios.min() >= 1 - 1e-6  # never below the exact distance
     if median_bound is not None:
         assert np.median(ratios) <= median_bound
@@ -216,7 +232,9 @@ def test_batched_and_one_at_a_time_agree_and_seeds_matter(linear_digits, method)
     samples = X[1000:1005]
 
     def labeler(seed):
-        return DecisionBoundarySoftLabeler(Teacher(lr), method=method, max_queries_per_pair=600, random_state=seed).fit(X[:500])
+        return DecisionBoundarySoftLabeler(Teacher(lr), method=method, max_queries_per_pair=600, random_state=seed).fit(
+            X[:500]
+        )
 
     batched = labeler(0).boundary_distances(samples)
     one_by_one = np.vstack([labeler(0).boundary_distances(samples[i : i + 1]) for i in range(len(samples))])
@@ -240,12 +258,18 @@ def test_keyed_unit_vectors_are_unit_and_keyed():
 def test_random_references_do_not_depend_on_the_batch(digits, svc):
     """A sample's random references (and so its distances) are keyed by the sample, not drawn from a shared stream."""
     X = digits[0]
-    labeler = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=7).fit(X[:400])
+    labeler = DecisionBoundarySoftLabeler(
+        Teacher(svc), n_directions=3, reference_selection="random", random_state=7
+    ).fit(X[:400])
     batch = labeler.boundary_distances(X[400:440])
-    labeler_again = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=7).fit(X[:400])
+    labeler_again = DecisionBoundarySoftLabeler(
+        Teacher(svc), n_directions=3, reference_selection="random", random_state=7
+    ).fit(X[:400])
     alone = np.vstack([labeler_again.boundary_distances(X[i : i + 1]) for i in (405, 430, 439)])
     np.testing.assert_array_equal(alone, batch[[5, 30, 39]])
-    other_seed = DecisionBoundarySoftLabeler(Teacher(svc), n_directions=3, reference_selection="random", random_state=8).fit(X[:400])
+    other_seed = DecisionBoundarySoftLabeler(
+        Teacher(svc), n_directions=3, reference_selection="random", random_state=8
+    ).fit(X[:400])
     assert not np.array_equal(other_seed.boundary_distances(X[400:440]), batch)  # the seed does choose the references
 
 

@@ -15,14 +15,18 @@ from db3learn import RemoteTeacher
 from db3learn.cli import main
 from db3learn.exceptions import RemoteTeacherError, TeacherAnswerError
 
-from .test_remote import misbehaving, v2_output  # noqa: F401 - misbehaving: the fixture, a real server on 127.0.0.1
+from .servers import v2_output
 
 SECRET = "sk-SECRET-0123456789abcdef"
 
 
 @pytest.mark.parametrize(
     "url",
-    [f"http://user:{SECRET}@127.0.0.1:9", f"https://{SECRET}@models.example.com/prefix", f"http://:{SECRET}@[::1]:8080"],
+    [
+        f"http://user:{SECRET}@127.0.0.1:9",
+        f"https://{SECRET}@models.example.com/prefix",
+        f"http://:{SECRET}@[::1]:8080",
+    ],
 )
 def test_credentials_in_the_url_are_refused_without_repeating_them(url, caplog):
     caplog.set_level(logging.DEBUG)
@@ -35,14 +39,35 @@ def test_credentials_in_the_url_are_refused_without_repeating_them(url, caplog):
 def test_the_cli_refuses_credentials_in_the_url_without_printing_them(tmp_path, capsys):
     data = tmp_path / "X.npy"
     np.save(data, np.zeros((4, 3)))
-    code = main(["distill", "--teacher", f"http://user:{SECRET}@127.0.0.1:9/v2/models/m", "--data", str(data), "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        [
+            "distill",
+            "--teacher",
+            f"http://user:{SECRET}@127.0.0.1:9/v2/models/m",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1 and "base_url holds credentials" in err
     assert SECRET not in out + err
-    assert not (tmp_path / "out" / "report.json").exists() or SECRET not in (tmp_path / "out" / "report.json").read_text()
+    assert (
+        not (tmp_path / "out" / "report.json").exists() or SECRET not in (tmp_path / "out" / "report.json").read_text()
+    )
 
 
-@pytest.mark.parametrize("bad_key, what", [(SECRET + "\n", "trailing whitespace"), (" " + SECRET, "leading or trailing"), (SECRET[:5] + "\x1b" + SECRET[5:], "control or non-ASCII"), (SECRET + "é", "control or non-ASCII")])
+@pytest.mark.parametrize(
+    "bad_key, what",
+    [
+        (SECRET + "\n", "trailing whitespace"),
+        (" " + SECRET, "leading or trailing"),
+        (SECRET[:5] + "\x1b" + SECRET[5:], "control or non-ASCII"),
+        (SECRET + "é", "control or non-ASCII"),
+    ],
+)
 def test_a_malformed_api_key_is_a_clear_error_that_never_holds_it(misbehaving, monkeypatch, bad_key, what):
     monkeypatch.setenv("DB3LEARN_TEST_KEY", bad_key)
     misbehaving.reply = (200, v2_output([1], [1]), {})

@@ -32,7 +32,9 @@ def test_skops_refuses_untrusted_types_and_loads_them_only_when_trusted(digits, 
     mlp = MLPClassifier((8,), max_iter=300, random_state=0).fit(X, y)
     skops.io.dump(mlp, path)
     adam = "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"
-    with pytest.raises(UntrustedModelError, match=r"mlp.skops holds types that skops does not trust: \['sklearn\.neural_network") as info:
+    with pytest.raises(
+        UntrustedModelError, match=r"mlp.skops holds types that skops does not trust: \['sklearn\.neural_network"
+    ) as info:
         load_model(path)
     assert info.value.untrusted_types == [adam] and isinstance(info.value, ValueError)
     assert "nothing was loaded" in str(info.value) and "--trust TYPE" in str(info.value)
@@ -51,7 +53,9 @@ def test_skops_refuses_untrusted_types_and_loads_them_only_when_trusted(digits, 
 def test_pickles_are_never_loaded(svc, tmp_path, name):
     path = tmp_path / name
     joblib.dump(svc, path)
-    with pytest.raises(ValueError, match=rf"never unpickles a file such as {name}\. If you trust that file, convert it once"):
+    with pytest.raises(
+        ValueError, match=rf"never unpickles a file such as {name}\. If you trust that file, convert it once"
+    ):
         load_model(path)
     with pytest.raises(FileNotFoundError, match="No model at"):
         load_model(tmp_path / "missing.skops")
@@ -75,22 +79,31 @@ def test_endpoint_speaks_the_open_inference_protocol(digits, svc):
             "id": "42",
             "outputs": [{"name": "label", "shape": [3], "datatype": "INT64", "data": svc.predict(X).tolist()}],
         }
-        assert http.post("/v1/models/digits:predict", json={"instances": X.tolist()}).json() == {"predictions": svc.predict(X).tolist()}
+        assert http.post("/v1/models/digits:predict", json={"instances": X.tolist()}).json() == {
+            "predictions": svc.predict(X).tolist()
+        }
 
         def refused(path, body, status=400):
             response = http.post(path, json=body)
             assert response.status_code == status
             return response.json()["error"]
 
-        assert refused("/v2/models/other/infer", {"inputs": [tensor]}, 404) == "Unknown model 'other'; this server serves 'digits'."
+        assert (
+            refused("/v2/models/other/infer", {"inputs": [tensor]}, 404)
+            == "Unknown model 'other'; this server serves 'digits'."
+        )
         assert "Expected rows of shape [n_rows, 64]; got shape [3, 2]" in refused(
             "/v2/models/digits/infer", {"inputs": [{**tensor, "shape": [3, 2], "data": [0.0] * 6}]}
         )
         assert "must hold 192 FP64 values for shape [3, 64]" in refused(
             "/v2/models/digits/infer", {"inputs": [{**tensor, "data": [1.0]}]}
         )
-        assert "Unknown outputs ['proba']" in refused("/v2/models/digits/infer", {"inputs": [tensor], "outputs": [{"name": "proba"}]})
-        assert refused("/v2/models/digits/infer", {"nothing": 1}).startswith("Malformed request body: body.inputs: Field required")
+        assert "Unknown outputs ['proba']" in refused(
+            "/v2/models/digits/infer", {"inputs": [tensor], "outputs": [{"name": "proba"}]}
+        )
+        assert refused("/v2/models/digits/infer", {"nothing": 1}).startswith(
+            "Malformed request body: body.inputs: Field required"
+        )
         stats = http.get("/db3learn/stats").json()
     assert stats["rows_answered"] == 6 and stats["rows_received"] == 6
 
@@ -103,7 +116,9 @@ def test_fault_settings_are_validated():
 
 
 def _small_distiller(X, svc, **kwargs):
-    return DB3Distiller(svc, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), max_epochs=5, random_state=0, **kwargs).fit(X)
+    return DB3Distiller(
+        svc, soft_labeler=DecisionBoundarySoftLabeler(method="sd"), max_epochs=5, random_state=0, **kwargs
+    ).fit(X)
 
 
 def test_student_is_saved_loaded_and_served(digits, svc, tmp_path):
@@ -118,7 +133,9 @@ def test_student_is_saved_loaded_and_served(digits, svc, tmp_path):
     np.testing.assert_allclose(student.predict_proba(X_test), distiller.predict_proba(X_test), rtol=1e-5, atol=1e-6)
     assert student.score(X_test, svc.predict(X_test)) == distiller.score(X_test)  # fidelity
     with thread_server(create_app(load_model(out), model_name="student")) as url:  # a student can teach in turn
-        np.testing.assert_array_equal(RemoteTeacher(url, "student").predict(X_test[:100]), distiller.predict(X_test[:100]))
+        np.testing.assert_array_equal(
+            RemoteTeacher(url, "student").predict(X_test[:100]), distiller.predict(X_test[:100])
+        )
     torch.save({"net.0.weight": torch.zeros(3, 3)}, out / "weights.pt")
     with pytest.raises(ValueError, match="does not fit the architecture"):
         load_student(out)

@@ -72,7 +72,10 @@ def test_chunked_body_is_counted_as_it_arrives(digits, svc):
 
         json_type = {"Content-Type": "application/json"}
         small = http.post("/v1/models/digits:predict", content=chunks(payload), headers=json_type)
-        assert small.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in small.request.headers
+        assert (
+            small.request.headers.get("transfer-encoding") == "chunked"
+            and "content-length" not in small.request.headers
+        )
         assert small.json() == {"predictions": svc.predict(X).tolist()}
         big = http.post("/v1/models/digits:predict", content=chunks(payload, repeat=3), headers=json_type)
         assert big.status_code == 413
@@ -99,7 +102,10 @@ def test_default_body_limit_admits_a_4096_row_mnist_batch():
 
 def test_rows_past_max_rows_are_refused(digits, svc):
     X = digits[2][:6]
-    assert create_app(svc, model_name="digits").state.limits == {"max_body_bytes": 32 * 2**20, "max_rows": 65_536}  # as documented
+    assert create_app(svc, model_name="digits").state.limits == {
+        "max_body_bytes": 32 * 2**20,
+        "max_rows": 65_536,
+    }  # as documented
     app = create_app(svc, model_name="digits", max_rows=5)
     with thread_server(app) as url, httpx.Client(base_url=url) as http:
         tensor = {"name": "input-0", "shape": [6, 64], "datatype": "FP64", "data": X.ravel().tolist()}
@@ -117,7 +123,10 @@ def test_rows_past_max_rows_are_refused(digits, svc):
     assert stats["refused"] == {"rows": 3} and stats["rows_received"] == stats["rows_answered"] == 6
 
 
-@pytest.mark.parametrize("bad", [{"max_rows": 0}, {"max_body_bytes": -1}, {"max_rows": 2.5}, {"api_key": ""}, {"allowed_hosts": "example.org"}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_rows": 0}, {"max_body_bytes": -1}, {"max_rows": 2.5}, {"api_key": ""}, {"allowed_hosts": "example.org"}],
+)
 def test_settings_are_validated(svc, bad):
     with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
         create_app(svc, model_name="digits", **bad)
@@ -136,16 +145,24 @@ def test_api_key_is_required_and_checked(digits, svc, monkeypatch):
         missing = http.post("/v2/models/digits/infer", json={"inputs": [tensor]})
         assert (missing.status_code, missing.json()) == (
             401,
-            {"error": "This server requires an API key: send it in the header `Authorization: Bearer KEY` (RemoteTeacher(api_key_env=NAME) does)."},
+            {
+                "error": "This server requires an API key: send it in the header `Authorization: Bearer KEY` (RemoteTeacher(api_key_env=NAME) does)."
+            },
         )
         for wrong in ("Bearer " + KEY[:-1], "Bearer " + KEY + "x", "Basic " + KEY, KEY):
             response = http.post("/v2/models/digits/infer", json={"inputs": [tensor]}, headers={"Authorization": wrong})
             assert response.status_code == 401 and KEY not in response.text, wrong
         assert response.headers["www-authenticate"] == 'Bearer realm="db3learn"'  # no scheme: as if missing
-        assert http.get("/v2", headers={"Authorization": "Bearer nope"}).headers["www-authenticate"].endswith('error="invalid_token"')
+        assert (
+            http.get("/v2", headers={"Authorization": "Bearer nope"})
+            .headers["www-authenticate"]
+            .endswith('error="invalid_token"')
+        )
         assert http.get("/v2/health/live").json() == {"live": True}  # probes need no key
         assert http.get("/v2/health/ready").json() == {"ready": True}
-        right = http.post("/v2/models/digits/infer", json={"inputs": [tensor]}, headers={"Authorization": "bearer " + KEY})
+        right = http.post(
+            "/v2/models/digits/infer", json={"inputs": [tensor]}, headers={"Authorization": "bearer " + KEY}
+        )
         assert right.status_code == 200 and right.json()["outputs"][0]["data"] == svc.predict(X[:1]).tolist()
 
         monkeypatch.setenv(KEY_ENV, KEY)
@@ -154,7 +171,9 @@ def test_api_key_is_required_and_checked(digits, svc, monkeypatch):
         np.testing.assert_array_equal(teacher.predict(X), svc.predict(X))
 
         monkeypatch.setenv(KEY_ENV, "wrong-" + KEY)
-        with pytest.raises(RemoteTeacherError, match=rf"answered HTTP 401: .*refused.*Check the API key in {KEY_ENV}") as info:
+        with pytest.raises(
+            RemoteTeacherError, match=rf"answered HTTP 401: .*refused.*Check the API key in {KEY_ENV}"
+        ) as info:
             RemoteTeacher(url, "digits", api_key_env=KEY_ENV).predict(X)
         assert KEY not in str(info.value) and KEY not in repr(info.value)
     stats = app.state.ledger.as_dict()
@@ -213,7 +232,9 @@ def test_model_error_text_stays_on_the_server(caplog):
     assert good.json() == {"predictions": model.predict(X[:3]).tolist()}
     [record] = [r for r in caplog.records if r.name == "db3learn.serve"]
     assert record.levelno == logging.WARNING
-    assert record.getMessage().startswith("Model 'secret-model' could not answer 1 rows of shape [1, 2]: ValueError: Found unknown categories")
+    assert record.getMessage().startswith(
+        "Model 'secret-model' could not answer 1 rows of shape [1, 2]: ValueError: Found unknown categories"
+    )
 
 
 def test_serve_reads_the_key_from_the_environment_and_allows_its_host(svc_file, svc, digits, tmp_path, monkeypatch):
@@ -224,14 +245,18 @@ def test_serve_reads_the_key_from_the_environment_and_allows_its_host(svc_file, 
     port, log = free_port(), tmp_path / "serve.log"
     code = f"from db3learn.serve import serve; serve({str(svc_file)!r}, host='127.0.0.2', port={port}, api_key_env={KEY_ENV!r})"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, KEY_ENV: KEY})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, KEY_ENV: KEY}
+        )
     try:
         url = f"http://127.0.0.2:{port}"
 
         def ready():
             assert proc.poll() is None, log.read_text()
             try:
-                return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200  # Host: 127.0.0.2:PORT, allowed
+                return (
+                    httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+                )  # Host: 127.0.0.2:PORT, allowed
             except httpx.HTTPError:
                 return False
 
@@ -253,12 +278,25 @@ def test_cli_serve_flags(svc_file, digits, monkeypatch):
     from .servers import ServeProcess
 
     monkeypatch.setenv(KEY_ENV, KEY)
-    args = ("--api-key-env", KEY_ENV, "--allowed-host", "teacher.internal", "--max-rows", "5", "--max-body-bytes", "100000")
+    args = (
+        "--api-key-env",
+        KEY_ENV,
+        "--allowed-host",
+        "teacher.internal",
+        "--max-rows",
+        "5",
+        "--max-body-bytes",
+        "100000",
+    )
     with ServeProcess(svc_file, free_port(), *args) as server:
         assert httpx.get(f"{server.url}/v2/models/digits-svc").status_code == 401
         assert httpx.get(f"{server.url}/v2/health/ready", headers={"Host": "teacher.internal:80"}).status_code == 200
         assert httpx.get(f"{server.url}/v2/health/ready", headers={"Host": "evil.example"}).status_code == 400
-        big = httpx.post(f"{server.url}/v1/models/digits-svc:predict", content=b"x" * 100_001, headers={"Authorization": f"Bearer {KEY}"})
+        big = httpx.post(
+            f"{server.url}/v1/models/digits-svc:predict",
+            content=b"x" * 100_001,
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
         assert big.status_code == 413 and "limit of 100,000 bytes" in big.json()["error"]
         with pytest.raises(RemoteTeacherError, match=r"limit of 5 \(max_rows="):
             RemoteTeacher(server.url, "digits-svc", api_key_env=KEY_ENV, batch_size=6).predict(digits[2][:6])

@@ -94,8 +94,10 @@ def test_one_hot_pipeline_teacher_gets_only_valid_rows(credit):
         lambda: one_hot_pipeline(RandomForestClassifier(n_estimators=50, random_state=0)),
         lambda: make_pipeline(
             ColumnTransformer(
-                [("scale", StandardScaler(), ["Seniority", "Time", "Age", "Income", "Amount", "Price"]),
-                 ("encode", OneHotEncoder(handle_unknown="ignore"), STRINGS)],
+                [
+                    ("scale", StandardScaler(), ["Seniority", "Time", "Age", "Income", "Amount", "Price"]),
+                    ("encode", OneHotEncoder(handle_unknown="ignore"), STRINGS),
+                ],
             ),
             LogisticRegression(max_iter=1000),
         ),
@@ -126,7 +128,11 @@ def test_distances_are_in_units_of_each_columns_spread(credit):
         return teacher.predict(rows.assign(Income=rows["Income"] / 1024.0))
 
     D = DecisionBoundarySoftLabeler(teacher, random_state=0).fit(X[1000:1300]).boundary_distances(X[1000:1100])
-    D_cents = DecisionBoundarySoftLabeler(teacher_in_cents, random_state=0).fit(cents[1000:1300]).boundary_distances(cents[1000:1100])
+    D_cents = (
+        DecisionBoundarySoftLabeler(teacher_in_cents, random_state=0)
+        .fit(cents[1000:1300])
+        .boundary_distances(cents[1000:1100])
+    )
     assert np.isfinite(D).sum() > 100
     np.testing.assert_allclose(D, D_cents, rtol=1e-6)
 
@@ -206,15 +212,21 @@ def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
     from db3learn.io import load_student, save_student
 
     X, y = credit
-    numeric = X.drop(columns=STRINGS).to_numpy(dtype=float)  # a table as a float array, as `db3learn distill` reads a CSV
+    numeric = X.drop(columns=STRINGS).to_numpy(
+        dtype=float
+    )  # a table as a float array, as `db3learn distill` reads a CSV
     teacher = LogisticRegression(max_iter=2000).fit(numeric[:1000], y[:1000])
     student = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(numeric[1000:1300])
     assert not student.input_space_.identity_
     loaded = load_student(save_student(student, tmp_path / "s"))
     np.testing.assert_array_equal(loaded.predict(numeric[2000:2300]), student.predict(numeric[2000:2300]))
     with pytest.raises(ValueError, match=r"categorical columns \['Home', 'Marital', 'Records', 'Job'\]"):
-        save_student(DB3Distiller(one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:500], y[:500]),
-                                  kd_weight=0, max_epochs=2).fit(X[500:600]), tmp_path / "t")
+        save_student(
+            DB3Distiller(
+                one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:500], y[:500]), kd_weight=0, max_epochs=2
+            ).fit(X[500:600]),
+            tmp_path / "t",
+        )
 
 
 def test_soft_label_check_picks_the_loss_on_held_out_rows(credit):
@@ -243,4 +255,3 @@ def test_soft_label_check_is_off_for_images_unless_asked():
     assert DB3Distiller(teacher, **common).fit(X[800:1000]).soft_label_check_ is None
     asked = DB3Distiller(teacher, soft_label_check=True, **common).fit(X[800:1000])
     assert set(asked.soft_label_check_) == {"soft labels", "copycat"}
-

@@ -88,7 +88,9 @@ def test_teacher_that_raises_keeps_earlier_answers(digits, svc):
 
     model = FailsOnSecondBatch()
     teacher = Teacher(model, batch_size=50)
-    with pytest.raises(TeacherError, match=r"ConnectionError: server went away.*answers to the 50 rows asked before it are cached") as info:
+    with pytest.raises(
+        TeacherError, match=r"ConnectionError: server went away.*answers to the 50 rows asked before it are cached"
+    ) as info:
         teacher.predict(X[:120])
     assert isinstance(info.value.__cause__, ConnectionError)
     labels = teacher.predict(X[:120])
@@ -189,7 +191,9 @@ def test_skorch_net_teacher_answers_with_indices(digits):
 
     X, y = digits[0].astype(np.float32), digits[1]
     torch.manual_seed(0)
-    net = NeuralNetClassifier(MLP, module__n_features=64, module__n_classes=10, max_epochs=3, lr=0.01, train_split=None).fit(X, y)
+    net = NeuralNetClassifier(
+        MLP, module__n_features=64, module__n_classes=10, max_epochs=3, lr=0.01, train_split=None
+    ).fit(X, y)
     teacher = as_teacher(net)
     np.testing.assert_array_equal(teacher.predict(X[:50]), net.predict(X[:50]))
     np.testing.assert_array_equal(teacher.classes_, np.arange(10))

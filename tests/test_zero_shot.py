@@ -56,8 +56,12 @@ def test_samples_move_away_from_the_boundaries(wine_teacher):
     from db3learn import DecisionBoundarySoftLabeler
 
     X, teacher = wine_teacher
-    still = ZeroShotTransferSet(teacher, n_samples_per_class=15, n_iter=0, feature_range=_ranges(X), random_state=0).fit()
-    moved = ZeroShotTransferSet(teacher, n_samples_per_class=15, n_iter=8, feature_range=_ranges(X), random_state=0).fit()
+    still = ZeroShotTransferSet(
+        teacher, n_samples_per_class=15, n_iter=0, feature_range=_ranges(X), random_state=0
+    ).fit()
+    moved = ZeroShotTransferSet(
+        teacher, n_samples_per_class=15, n_iter=8, feature_range=_ranges(X), random_state=0
+    ).fit()
     labeler = DecisionBoundarySoftLabeler(teacher, n_directions=5).fit(X)
 
     def margin(S):
@@ -71,7 +75,9 @@ def test_samples_move_away_from_the_boundaries(wine_teacher):
 def test_budget_is_honoured_and_counted(wine_teacher):
     X, teacher = wine_teacher
     model = CountingModel(teacher)
-    gen = ZeroShotTransferSet(Teacher(model), n_samples_per_class=30, n_iter=40, max_queries=5000, feature_range=_ranges(X), random_state=0)
+    gen = ZeroShotTransferSet(
+        Teacher(model), n_samples_per_class=30, n_iter=40, max_queries=5000, feature_range=_ranges(X), random_state=0
+    )
     gen.fit()
     assert gen.n_queries_ == model.rows <= 5000
     assert model.rows > 5000 - 90 * 20  # it spent the budget, but for less than its largest batch
@@ -110,7 +116,15 @@ def test_clear_error_without_shape(wine_teacher):
 def test_image_teacher_reaches_every_class(image_teacher):
     X, y, module = image_teacher
     teacher = TorchTeacher(module)
-    gen = ZeroShotTransferSet(teacher, n_samples_per_class=10, n_iter=5, input_shape=(1, 8, 8), feature_range=(0.0, 1.0), max_noise_draws=4000, random_state=0)
+    gen = ZeroShotTransferSet(
+        teacher,
+        n_samples_per_class=10,
+        n_iter=5,
+        input_shape=(1, 8, 8),
+        feature_range=(0.0, 1.0),
+        max_noise_draws=4000,
+        random_state=0,
+    )
     with _maybe_warns():
         Xp, yp = gen.fit_resample()
     assert Xp.shape[1] == 64
@@ -137,8 +151,17 @@ def test_short_classes_are_named_in_a_warning():
         out[(np.abs(Z[:, 1] - 0.3) < 0.01) & (np.abs(Z[:, 2] - 0.6) < 0.01)] = 2
         return out
 
-    gen = ZeroShotTransferSet(Teacher(teacher, classes=[0, 1, 2]), n_samples_per_class=20, n_iter=2, n_features=3, max_noise_draws=500, random_state=0)
-    with pytest.warns(ClassCoverageWarning, match=r"wanted 20 pseudo samples per class but got \d+ of class 2 after [\d,]+ queries"):
+    gen = ZeroShotTransferSet(
+        Teacher(teacher, classes=[0, 1, 2]),
+        n_samples_per_class=20,
+        n_iter=2,
+        n_features=3,
+        max_noise_draws=500,
+        random_state=0,
+    )
+    with pytest.warns(
+        ClassCoverageWarning, match=r"wanted 20 pseudo samples per class but got \d+ of class 2 after [\d,]+ queries"
+    ):
         gen.fit()
     assert gen.n_samples_per_class_[0] == 20 and gen.n_samples_per_class_[2] < 20
 

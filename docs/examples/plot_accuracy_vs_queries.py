@@ -51,8 +51,15 @@ hard = mlp.predict(X_transfer)
 logits = np.log(np.clip(mlp.predict_proba(X_transfer), 1e-12, None))
 torch.manual_seed(0)
 white_box = KDStudent(
-    MLP, module__n_features=64, module__n_classes=10, temperature=1.0, max_epochs=20, batch_size=32,
-    lr=1e-3, optimizer=torch.optim.Adam, classes=list(range(10)),
+    MLP,
+    module__n_features=64,
+    module__n_classes=10,
+    temperature=1.0,
+    max_epochs=20,
+    batch_size=32,
+    lr=1e-3,
+    optimizer=torch.optim.Adam,
+    classes=list(range(10)),
 ).fit(X_transfer, np.column_stack([hard, logits]).astype(np.float32))
 rows.append(row("white-box KD", 0, white_box.predict))
 
@@ -70,8 +77,10 @@ for method, budgets in (("sd", [None]), ("bd", [20, 60, 200, None])):
         d = DB3Distiller(Teacher(mlp), soft_labeler=labeler, **common).fit(X_transfer)
         per_sample = d.n_queries_ / len(X_transfer)
         rows.append(row(method.upper(), per_sample, d.predict))
-        print(f"{method.upper():<3} budget {str(budget):>4}: {per_sample:5.0f} queries/sample, "
-              f"accuracy {rows[-1]['accuracy']:.3f}, fidelity {rows[-1]['fidelity']:.3f}")
+        print(
+            f"{method.upper():<3} budget {str(budget):>4}: {per_sample:5.0f} queries/sample, "
+            f"accuracy {rows[-1]['accuracy']:.3f}, fidelity {rows[-1]['fidelity']:.3f}"
+        )
 
 # %%
 # The picture

@@ -52,9 +52,14 @@ print(f"teacher accuracy on held-out rows: {model.score(X_test, y_test):.3f}")
 db3 = DB3Distiller(teacher, random_state=0).fit(X_transfer)
 copycat = DB3Distiller(teacher, kd_weight=0, random_state=0).fit(X_transfer)
 encode = ColumnTransformer(
-    [("scale", StandardScaler(), make_column_selector(dtype_include="number")), ("encode", OneHotEncoder(handle_unknown="ignore"), strings)]
+    [
+        ("scale", StandardScaler(), make_column_selector(dtype_include="number")),
+        ("encode", OneHotEncoder(handle_unknown="ignore"), strings),
+    ]
 )
-sklearn_copycat = make_pipeline(encode, MLPClassifier(max_iter=500, random_state=0)).fit(X_transfer, model.predict(X_transfer))
+sklearn_copycat = make_pipeline(encode, MLPClassifier(max_iter=500, random_state=0)).fit(
+    X_transfer, model.predict(X_transfer)
+)
 
 truth = model.predict(X_test)
 rows = {

@@ -34,8 +34,9 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
 names = [f"true {label}" for label in y[1500:1510]]  # for the reader; db3learn never sees them
 for ax, T in zip(axes, (0.3, 1.0)):
     labeler.set_params(temperature=T)
-    plot_soft_labels(labeler.transform(samples), classes=labeler.classes_, sample_names=names,
-                     ax=ax, title=f"soft labels at T = {T}")
+    plot_soft_labels(
+        labeler.transform(samples), classes=labeler.classes_, sample_names=names, ax=ax, title=f"soft labels at T = {T}"
+    )
 fig.tight_layout()
 print(f"queries after both temperatures: {teacher.n_queries:,} (nothing new)")
 plt.show()

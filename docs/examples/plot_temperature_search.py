@@ -11,7 +11,6 @@ folds costs about as many queries as labelling the data once.
 """
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -35,9 +34,7 @@ print(f"queries of one fit: {one_fit:,}")
 # %%
 # The search: 4 temperatures x 3 folds = 12 fits, plus the refit
 temperatures = [0.1, 0.3, 1.0, 3.0]
-search = GridSearchCV(
-    DB3Distiller(teacher, max_epochs=15, random_state=0), {"temperature": temperatures}, cv=3
-)
+search = GridSearchCV(DB3Distiller(teacher, max_epochs=15, random_state=0), {"temperature": temperatures}, cv=3)
 search.fit(X_transfer)
 print(f"best temperature: {search.best_params_['temperature']}")
 print(f"queries of the whole search: {teacher.n_queries - one_fit:,} (cache hits: {teacher.n_cache_hits:,})")

@@ -30,15 +30,23 @@ teacher = SVC().fit(X[:1000], y[:1000])  # the only thing db3learn is given
 # 20 per class, 8 rounds of moving away from the boundaries, at most 150,000 queries.
 # ``input_shape`` tells the generator the inputs are 8x8 images, so half its noise is smooth.
 gen = ZeroShotTransferSet(
-    teacher, n_samples_per_class=20, n_iter=8, input_shape=(8, 8), feature_range=(0.0, 1.0),
-    max_queries=150_000, random_state=0,
+    teacher,
+    n_samples_per_class=20,
+    n_iter=8,
+    input_shape=(8, 8),
+    feature_range=(0.0, 1.0),
+    max_queries=150_000,
+    random_state=0,
 )
 X_pseudo, y_pseudo = gen.fit_resample()
 print(f"{len(X_pseudo)} pseudo samples, {gen.n_queries_:,} queries")
 print("per class:", gen.n_samples_per_class_)
 
 fig = plot_pseudo_samples(
-    X_pseudo, y_pseudo, image_shape=(8, 8), n_per_class=8,
+    X_pseudo,
+    y_pseudo,
+    image_shape=(8, 8),
+    n_per_class=8,
     title="pseudo samples of an SVC digits teacher, one row per teacher label",
 )
 plt.show()
