@@ -37,7 +37,16 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "auto_examples/*.ipynb", "auto_examples/*.py", "sg_execution_times.rst"]
+exclude_patterns = [
+    "_build",
+    "examples",
+    "Thumbs.db",
+    ".DS_Store",
+    "**.ipynb_checkpoints",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "sg_execution_times.rst",
+]
 templates_path = ["_templates"]
 default_role = "literal"
 
@@ -56,7 +65,7 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",  # run every example
     "backreferences_dir": "gen_modules/backreferences",
     "doc_module": ("db3learn",),
-    "reference_url": {"db3learn": None},
+    "write_computation_times": False,  # no sg_execution_times.rst left in docs/
     "abort_on_example_error": True,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
@@ -82,11 +91,27 @@ html_title = f"db3learn {release}"
 html_static_path = ["_static"]
 html_theme_options = {
     "navigation_with_keys": False,
+    "header_links_before_dropdown": 7,  # up to Benchmarks; the rest (Scaling out, GPUs, ...) under "More"
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "install": [], "quickstart": [], "changelog": [], "citation": []}
+# pages without sub-pages: no empty "Section Navigation" sidebar
+html_sidebars = {
+    page: []
+    for page in (
+        "index",
+        "overview",
+        "install",
+        "quickstart",
+        "benchmarks",
+        "scaleout",
+        "gpu",
+        "changelog",
+        "contributing",
+        "citation",
+    )
+}
 
 
 def _skip_member(app, what, name, obj, skip, options):
