@@ -47,6 +47,16 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, X):
+        """The logits of a batch of rows.
+
+        Parameters
+        ----------
+        X : Tensor of shape (batch, n_features), float32
+
+        Returns
+        -------
+        logits : Tensor of shape (batch, n_classes)
+        """
         return self.net(X)
 
 
@@ -90,4 +100,16 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, fc), nn.ReLU(), nn.Linear(fc, n_classes))
 
     def forward(self, X):
+        """The logits of a batch of flat images.
+
+        Parameters
+        ----------
+        X : Tensor of shape (batch, n_features), float32
+            Each row an image flattened row by row (reshaped to
+            ``input_shape`` inside).
+
+        Returns
+        -------
+        logits : Tensor of shape (batch, n_classes)
+        """
         return self.classifier(self.features(X.reshape(len(X), *self.input_shape)))
