@@ -27,6 +27,8 @@ time:
   with the teacher's ``predict`` labels.
 - ``copycat``: ``DB3Distiller(teacher, kd_weight=0)`` on the raw transfer DataFrame.
 - ``db3-defaults``: ``DB3Distiller(teacher)`` with its defaults, on the raw transfer DataFrame.
+- ``db3-queried`` (only with ``--only``): ``DB3Distiller(teacher, queried_rows=True)``, which
+  also trains on every row the teacher answered during the boundary searches, with its label.
 - ``white-box``: the white-box KD ceiling: db3learn's ``KDStudent`` (the default MLP student,
   50 epochs, batches of 32, Adam at 1e-3: DB3Distiller's defaults) trained on the teacher's
   ``predict_proba`` (logits ``log(p + 1e-12)``) over the same StandardScaler + one-hot inputs
@@ -93,6 +95,8 @@ DEFAULT_TABLES = ["credit_data", "CreditCard", "OJ", "diamonds", "hpc_data", "ce
 QUICK_TABLES = ["OJ", "diamonds"]
 TEACHERS = ["hgb", "rf", "logreg"]
 ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
+#: rows run only when named with --only: DB3Distiller(queried_rows=True) (issue 16; section g of the README)
+OPTIONAL_ROWS = ["db3-queried"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
 STUDENT_TRAINING = dict(max_epochs=50, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)  # DB3Distiller's defaults
 
@@ -253,7 +257,11 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                     return (*scores(student.predict(X_test)), 1.0, time.perf_counter() - start)
 
                 record("copycat-sklearn", copycat_sklearn)
-            for row, params in (("copycat", dict(kd_weight=0)), ("db3-defaults", dict())):
+            for row, params in (
+                ("copycat", dict(kd_weight=0)),
+                ("db3-defaults", dict()),
+                ("db3-queried", dict(queried_rows=True)),
+            ):
                 if row in rows:
 
                     def distil(params=params):
@@ -430,7 +438,9 @@ def plot(rows, path, title):
     import matplotlib.pyplot as plt
 
     students = [
-        k for k in ("copycat-sklearn", "copycat", "db3-defaults", "white-box") if any(r["row"] == k for r in rows)
+        k
+        for k in ("copycat-sklearn", "copycat", "db3-defaults", "db3-queried", "white-box")
+        if any(r["row"] == k for r in rows)
     ]
     teachers = [t for t in TEACHERS if any(r["teacher"] == t for r in rows)]
     tables = list(dict.fromkeys(r["table"] for r in rows))
@@ -438,6 +448,7 @@ def plot(rows, path, title):
         "copycat-sklearn": ("s", "tab:gray"),
         "copycat": ("v", "tab:orange"),
         "db3-defaults": ("o", "tab:blue"),
+        "db3-queried": ("D", "tab:purple"),
         "white-box": ("^", "tab:green"),
     }
     plt.rcParams.update({"font.size": 12})
@@ -470,7 +481,13 @@ def main(argv=None):
         "--tables", nargs="+", default=None, choices=list(TABLES), help=f"default: {' '.join(DEFAULT_TABLES)}"
     )
     parser.add_argument("--teachers", nargs="+", default=TEACHERS, choices=TEACHERS)
-    parser.add_argument("--only", nargs="+", default=ROWS, choices=ROWS, help="run only these rows")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=ROWS,
+        choices=ROWS + OPTIONAL_ROWS,
+        help=f"run only these rows (default: {' '.join(ROWS)})",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="seeds per (table, teacher) (default 3, quick: 1)")
     parser.add_argument("--max-rows", type=int, default=None, help="rows kept per table (default 6,000, quick: 1,000)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="+", default=list(WHITE_BOX_TEMPERATURES))
