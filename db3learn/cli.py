@@ -237,7 +237,10 @@ def build_parser():
         help="http(s) URL of the server or of the model (.../v2/models/NAME), or a .skops file or student directory",
     )
     distill.add_argument(
-        "--data", required=True, metavar="FILE", help="the transfer set: .npy or .csv (unlabelled rows)"
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="the transfer set (unlabelled rows): .npy, .csv (a header row; text columns stay strings) or .parquet",
     )
     distill.add_argument("--out", required=True, metavar="DIR", help="directory for the student")
     remote = distill.add_argument_group("remote teacher")

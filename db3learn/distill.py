@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._distiller import DB3Distiller
+from ._input_space import is_frame, take_rows
 from ._labeler import DecisionBoundarySoftLabeler
 from ._remote import RemoteTeacher
 from ._teachers import Teacher
@@ -61,10 +62,16 @@ class DistillReport:
 
 
 def load_data(path):
-    """The transfer set in ``path``: a 2-D ``.npy`` array or a numeric ``.csv`` file.
+    """The transfer set in ``path``: a ``.npy`` array, a ``.csv`` file or a ``.parquet`` table.
 
-    A CSV file may start with one header row (kept out of the data);
-    values are separated by commas.
+    A numeric CSV file (values separated by commas, optionally one header
+    row) gives a float array. A CSV file with a header row and a column of
+    text (categories such as ``"owner"``) gives a pandas DataFrame whose
+    text columns stay strings and whose numbers keep their integer or float
+    dtype, so that a teacher fitted on a DataFrame (a ``ColumnTransformer``
+    selecting columns by name) receives rows in its own format. A Parquet
+    file gives a DataFrame with the dtypes it stores (``category``
+    included); it needs ``pyarrow``.
 
     Parameters
     ----------
@@ -72,13 +79,19 @@ def load_data(path):
 
     Returns
     -------
-    X : ndarray of float64 of shape (n_samples, n_features)
+    X : ndarray of float64 of shape (n_samples, n_features), or DataFrame
 
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If the file is of another kind, is not 2-D numeric data, or holds
-        NaN or infinity.
+        If the file is of another kind, is empty or not 2-D, holds a text
+        column without a header row, or holds missing values, NaN or
+        infinity.
+    ImportError
+        For a Parquet file without ``pyarrow``, or a CSV file with text
+        columns without ``pandas``; the message says what to install.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,17 +101,26 @@ def load_data(path):
     elif path.suffix == ".csv":
         with path.open() as f:
             first = f.readline()
-        try:
-            [float(v) for v in first.split(",")]
-            header = 0
-        except ValueError:
-            header = 1
+        numbers = [_is_number(v) for v in first.split(",")]
+        header = int(not any(numbers))  # a header row names every column; a row with a number in it is data
         try:
             X = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
         except ValueError as exc:
-            raise ValueError(f"{path} must hold numbers separated by commas (one header row allowed): {exc}") from None
+            if not header:
+                raise ValueError(
+                    f"{path} must hold numbers separated by commas, or start with a header row naming its columns "
+                    f"when some hold text: {exc}"
+                ) from None
+            return _table(_pandas(path).read_csv(path), path)
+    elif path.suffix == ".parquet":
+        try:
+            return _table(_pandas(path).read_parquet(path), path)
+        except ImportError as exc:
+            raise ImportError(
+                f"Reading {path.name} needs pyarrow: pip install pyarrow (or give the table as .csv). ({exc})"
+            ) from exc
     else:
-        raise ValueError(f"Data files must be .npy or .csv; got {path.name}.")
+        raise ValueError(f"Data files must be .npy, .csv or .parquet; got {path.name}.")
     if X.ndim != 2 or X.dtype.kind not in "biuf" or len(X) == 0:
         raise ValueError(
             f"{path} must hold a non-empty 2-D numeric array (rows x features); got shape {X.shape}, dtype {X.dtype}."
@@ -107,6 +129,35 @@ def load_data(path):
     if not np.isfinite(X).all():
         raise ValueError(f"{path} holds NaN or infinite values; remove or impute them first.")
     return X
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pandas(path):
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError(f"Reading the table {path.name} needs pandas: pip install pandas.") from exc
+    return pandas
+
+
+def _table(df, path):
+    """A table read from ``path``, checked: rows, and no missing values."""
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise ValueError(f"{path} holds no rows or no columns; expected a table with a header row.")
+    missing = df.columns[df.isna().any()].tolist()
+    if missing:
+        raise ValueError(
+            f"{path} has missing values in the columns {missing[:10]}; remove or impute them first "
+            "(e.g. df.dropna() in pandas)."
+        )
+    return df
 
 
 def make_teacher(teacher, *, model_name=None, protocol="v2", max_queries=None, trusted=None, **remote_params):
@@ -194,8 +245,10 @@ def run_distill(
         ``teacher_params``, or a :class:`~db3learn.Teacher`. Its query
         budget, if any, bounds the whole run; with a persistent cache, a run
         stopped by the budget or a failure resumes where it stopped.
-    data : ndarray of shape (n_samples, n_features) or str or path
-        The transfer set, or a file for :func:`load_data`.
+    data : ndarray or DataFrame of shape (n_samples, n_features), or str or path
+        The transfer set, or a file for :func:`load_data` (a table with
+        text columns is read as a DataFrame, and the teacher receives
+        DataFrames with its columns).
     out : str or path
         Directory for the student (created if needed).
     method : {"bd", "plane", "sd"}, default="bd"
@@ -230,14 +283,14 @@ def run_distill(
     source = teacher
     if not isinstance(teacher, Teacher):
         teacher = make_teacher(teacher, **dict(teacher_params or {}))
-    X = data if isinstance(data, np.ndarray) else load_data(data)
+    X = data if isinstance(data, np.ndarray) or is_frame(data) else load_data(data)
     if not 0.0 <= holdout < 1.0:
         raise ValueError(f"holdout must be in [0, 1); got {holdout!r}.")
     order = check_random_state(random_state).permutation(len(X))
     n_holdout = int(round(holdout * len(X)))
     if len(X) - n_holdout < 2:
         raise ValueError(f"{len(X)} rows leave fewer than 2 for the transfer set with holdout={holdout}.")
-    X_train, X_holdout = X[order[n_holdout:]], X[order[:n_holdout]]
+    X_train, X_holdout = take_rows(X, order[n_holdout:]), take_rows(X, order[:n_holdout])
     if isinstance(teacher, RemoteTeacher) and not teacher.ready():
         raise ValueError(
             f"The server at {teacher.base_url} says model {teacher.model_name!r} is not ready; wait for it, or "

@@ -20,6 +20,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._input_space import _ONE_HOT
 from .exceptions import UntrustedModelError
 from .models import MLP, LeNet5
 
@@ -175,10 +176,17 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
         self.module_ = module.eval()
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(config["n_features_in"])
-        affine = config.get("input_affine")  # a table's standardisation (InputSpace), saved by save_student
+        affine = config.get("input_affine")  # a numeric table's standardisation (InputSpace), saved by save_student
         self._affine = None if affine is None else tuple(np.asarray(v, dtype=np.float64) for v in affine)
+        self._columns = _TableColumns(config["input_columns"]) if config.get("input_columns") is not None else None
+        if self._columns is not None and self._columns.names is not None:
+            self.feature_names_in_ = np.asarray(self._columns.names, dtype=object)
 
     def _logits(self, X):
+        if self._columns is not None:  # a table with categorical columns: one-hot and standardise as in distillation
+            Z = self._columns.to_student(X)
+            with torch.inference_mode():
+                return self.module_(torch.from_numpy(Z))
         X = np.asarray(X, dtype=np.float32 if self._affine is None else np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -233,12 +241,6 @@ def save_student(distiller, directory):
             f"this one is {module!r}. Save distiller.student_.module_.state_dict() with torch.save yourself."
         )
     space = distiller.input_space_
-    if not space.identity_ and "categorical" in space.feature_types_:
-        raise ValueError(
-            "save_student saves students of numeric inputs; this one was distilled on a table with categorical "
-            f"columns {[str(space._name(j)) for j, t in enumerate(space.feature_types_) if t == 'categorical'][:5]}. "
-            "Keep the fitted DB3Distiller instead (skops.io.dump or pickle it)."
-        )
     module_params = {k[len("module__") :]: v for k, v in net.get_params().items() if k.startswith("module__")}
     classes = np.asarray(distiller.classes_)
     config = {
@@ -252,7 +254,9 @@ def save_student(distiller, directory):
         "temperature": float(distiller.temperature_),
         "kd_weight": float(distiller.kd_weight),
     }
-    if not space.identity_:  # per column, the student sees x * a + b (InputSpace's scale and centring)
+    if not space.identity_ and "categorical" in space.feature_types_:
+        config["input_columns"] = _TableColumns.describe(space)
+    elif not space.identity_:  # per column, the student sees x * a + b (InputSpace's scale and centring)
         a = 1.0 / space.scale_
         config["input_affine"] = [a.tolist(), (-space.center_ * a - space.student_offset_).tolist()]
     directory = Path(directory)
@@ -361,6 +365,79 @@ def load_student(directory):
         raise ValueError(
             f"{config_path} holds classes, n_features_in or input_affine of the wrong form ({_reason(exc)}). {redo}"
         ) from exc
+
+
+class _TableColumns:
+    """A table's columns as a saved student sees them: one-hot categories, standardised numbers.
+
+    The JSON form of the fitted :class:`~db3learn.InputSpace` parts that
+    the student's inputs need (no pickled object): per column its name,
+    type, centre, scale and, for a categorical column, its categories; and
+    the offset subtracted from every student input.
+    """
+
+    def __init__(self, described):
+        columns = described["columns"]
+        self.names = described.get("names")
+        self.types = [c["type"] for c in columns]
+        self.center = np.asarray([c["center"] for c in columns], dtype=np.float64)
+        self.scale = np.asarray([c["scale"] for c in columns], dtype=np.float64)
+        self.categories = [c.get("categories") for c in columns]
+        self.offset = np.asarray(described["student_offset"], dtype=np.float64)
+        widths = [len(c) if t == "categorical" else 1 for t, c in zip(self.types, self.categories)]
+        self.starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
+        if int(np.sum(widths)) != len(self.offset):
+            raise ValueError(
+                f"input_columns describe {int(np.sum(widths))} student inputs, student_offset {len(self.offset)}"
+            )
+
+    @staticmethod
+    def describe(space):
+        names = None if space.columns_ is None else [_jsonable(n) for n in space.columns_]
+        columns = []
+        for j, t in enumerate(space.feature_types_):
+            column = {"type": str(t), "center": float(space.center_[j]), "scale": float(space.scale_[j])}
+            if t == "categorical":
+                column["categories"] = [_jsonable(c) for c in space.categories_[j].tolist()]
+            columns.append(column)
+        return {"names": names, "columns": columns, "student_offset": space.student_offset_.tolist()}
+
+    def to_student(self, X):
+        """Rows of a DataFrame (columns by name) or a 2-D array (by position) as float32 student inputs."""
+        n = len(self.types)
+        if hasattr(X, "iloc") and hasattr(X, "columns"):
+            if self.names is not None:
+                missing = [c for c in self.names if c not in set(X.columns)]
+                if missing:
+                    raise ValueError(
+                        f"X lacks the columns {missing[:10]} the student was distilled on; expected the columns "
+                        f"{self.names[:20]}."
+                    )
+                X = X[self.names]
+            values = [X.iloc[:, j].to_numpy() for j in range(X.shape[1])]
+        else:
+            X = np.asarray(X, dtype=object)
+            values = [X[:, j] for j in range(X.shape[1])] if X.ndim == 2 else []
+        if len(values) != n:
+            raise ValueError(
+                f"Expected rows of {n} columns, a DataFrame or an array of shape (n_samples, {n}); got "
+                f"{getattr(X, 'shape', None)}."
+            )
+        Z = np.zeros((len(values[0]) if n else 0, len(self.offset)))
+        for j, (t, v) in enumerate(zip(self.types, values)):
+            start = self.starts[j]
+            if t == "categorical":  # an unseen category: an all-zero block, as in distillation
+                lookup = {c: i for i, c in enumerate(self.categories[j])}
+                codes = np.fromiter((lookup.get(x, -1) for x in v.tolist()), dtype=np.int64, count=len(v))
+                rows = np.flatnonzero(codes >= 0)
+                Z[rows, start + codes[rows]] = _ONE_HOT
+            else:
+                try:
+                    Z[:, start] = (np.asarray(v, dtype=np.float64) - self.center[j]) / self.scale[j]
+                except (TypeError, ValueError) as exc:
+                    name = self.names[j] if self.names is not None else j
+                    raise ValueError(f"Column {name!r} must hold numbers; {_reason(exc)}") from exc
+        return (Z - self.offset).astype(np.float32)
 
 
 def _jsonable(value):

@@ -42,14 +42,20 @@ def test_load_data_reads_npy_and_csv_with_or_without_header(tmp_path):
     np.savetxt(tmp_path / "c.csv", X, delimiter=",", header="f0,f1,f2", comments="")
     for name in ("a.npy", "b.csv", "c.csv"):
         np.testing.assert_array_equal(load_data(tmp_path / name), X)
-    (tmp_path / "d.csv").write_text("a,b\n1,x\n")
-    with pytest.raises(ValueError, match="must hold numbers separated by commas"):
-        load_data(tmp_path / "d.csv")
+    (tmp_path / "d.csv").write_text("a,b\n1,x\n")  # a text column: a DataFrame, strings kept
+    table = load_data(tmp_path / "d.csv")
+    assert list(table.columns) == ["a", "b"] and table["b"].tolist() == ["x"] and table["a"].dtype.kind == "i"
+    (tmp_path / "g.csv").write_text("1,x\n")
+    with pytest.raises(ValueError, match="must hold numbers separated by commas, or start with a header row"):
+        load_data(tmp_path / "g.csv")
+    (tmp_path / "h.csv").write_text("a,b\n1,x\n2,\n")
+    with pytest.raises(ValueError, match=r"missing values in the columns \['b'\]"):
+        load_data(tmp_path / "h.csv")
     np.save(tmp_path / "e.npy", np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="NaN or infinite"):
         load_data(tmp_path / "e.npy")
     (tmp_path / "f.txt").write_text("1,2")
-    with pytest.raises(ValueError, match=r"must be \.npy or \.csv; got f\.txt"):
+    with pytest.raises(ValueError, match=r"must be \.npy, \.csv or \.parquet; got f\.txt"):
         load_data(tmp_path / "f.txt")
 
 
