@@ -119,8 +119,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         97.6 % to 98.8 %, for about nine minutes of training on two cores.
         It costs no queries, memory for the rows (at most 2 GiB:
         ``Teacher(keep_rows=...)``) and training time. It switches the
-        teacher's ``keep_rows`` on. ``False``: the paper's DB3KD, which
-        learns from the transfer set alone.
+        teacher's ``keep_rows`` on; if the teacher answered the searches
+        before without keeping rows, they run again from its cached answers
+        (no query, search time only) so that their rows are kept. On tables
+        it helps linear teachers and hurts tree teachers (benchmark g).
+        ``False``: the paper's DB3KD, which learns from the transfer set
+        alone.
     soft_label_check : "auto" or bool, default="auto"
         Whether to check, before the final fit, that the soft labels help:
         a fifth of the transfer set is held out (the searches use only the
@@ -359,6 +363,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         if self.queried_rows and not teacher.keep_rows:
             teacher.keep_rows = True  # before the first query of this fit
+            with teacher._lock:  # cached distances would skip the searches whose rows are wanted: search again,
+                teacher._memo.clear()  # from the cached answers (no query), so that their rows are kept
         labeler.fit(X)
         answered = np.unique(labeler.reference_labels_)
         if len(answered) < 2:  # before the boundary searches are paid: there is no boundary to find

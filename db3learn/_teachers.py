@@ -159,8 +159,17 @@ class _KeptRows:
         self.nbytes = 0
         self.p = 1.0  # probability with which each row answered is kept
         self.rng = np.random.default_rng(0)
+        self.seen = set()  # the cache keys of the rows offered (kept or thinned out): each distinct row once
 
-    def add(self, X, idx, codes, limit):
+    def add(self, X, idx, codes, limit, keys=None):
+        if keys is not None:  # rows answered from the cache, or asked twice: only the first offer counts
+            fresh = []
+            for i in idx.tolist():
+                if keys[i] not in self.seen:
+                    self.seen.add(keys[i])
+                    fresh.append(i)
+            idx = np.asarray(fresh, dtype=np.int64)
+        codes = codes[idx]
         if self.p < 1.0:
             keep = self.rng.random(len(idx)) < self.p
             idx, codes = idx[keep], codes[keep]
@@ -262,7 +271,9 @@ class Teacher:
         ``DB3Distiller(queried_rows=True)``. ``True`` keeps up to 2 GiB of
         rows (float64 rows are kept as float32), an integer up to that many
         bytes; past the limit, rows are thinned uniformly at random. May be switched on later
-        (``teacher.keep_rows = True``); rows answered before are not kept.
+        (``teacher.keep_rows = True``): rows answered before are kept when
+        they are asked again (answered from the cache, at no cost). Each
+        distinct row is kept once.
 
     Attributes
     ----------
@@ -431,6 +442,9 @@ class Teacher:
         else:
             keys = _row_keys(X)
             self._lookup(keys, np.arange(n), codes)
+            if self.keep_rows:  # rows answered before keep_rows was switched on are kept when asked again
+                with self._lock:
+                    self._keep(X, np.flatnonzero(codes >= 0), codes, keys)
             missing = np.flatnonzero(codes < 0)
             if len(missing) and self._store is not None:
                 self._recall(X, keys, missing, codes)
@@ -496,7 +510,7 @@ class Teacher:
                 new = self._encode(np.asarray([stored[j] for j in found]))
                 codes[idx] = new
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
-                self._keep(X, idx, codes)
+                self._keep(X, idx, codes, keys)
 
     def _ask(self, X, to_ask, keys, codes):
         """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.
@@ -520,7 +534,7 @@ class Teacher:
             n_answered = len(answered)
             with self._lock:
                 self._give_back(allowed - n_answered)
-                self._keep(X, answered, codes)
+                self._keep(X, answered, codes, keys)
         if allowed < n_total:
             self._raise_budget(n_total - allowed, n_total)
         return n_answered
@@ -537,11 +551,14 @@ class Teacher:
             n_asked += len(idx)
 
     # -- the rows answered, kept as training data ------------------------------
-    def _keep(self, X, idx, codes):
-        """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock)."""
+    def _keep(self, X, idx, codes, keys=None):
+        """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock).
+
+        ``keys``: the rows' cache keys, so that each distinct row is kept once.
+        """
         if self.keep_rows and len(idx):
             limit = _DEFAULT_KEPT_BYTES if self.keep_rows is True else int(self.keep_rows)
-            self._kept.add(X, idx, codes[idx], limit)
+            self._kept.add(X, idx, codes, limit, keys)
 
     def queried_rows(self):
         """The rows this teacher answered, with their labels: every answer as training data.

@@ -75,6 +75,20 @@ def _check_feature_range(feature_range, n_features):
     return low, high
 
 
+def _user_stacklevel():
+    """The ``stacklevel`` of the first caller outside db3learn and scikit-learn (the user's line)."""
+    import os
+    import sys
+
+    import sklearn
+
+    inside = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(sklearn.__file__)))
+    frame, level = sys._getframe(1), 1  # the caller of this function is stacklevel 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class ClassCoverageWarning(UserWarning):
     """Some classes got fewer pseudo samples than asked for."""
 
@@ -383,7 +397,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
                 f"{', '.join(f'{n} of class {c!r}' for c, n in short.items())} after {self.n_queries_:,} queries. "
                 "Raise max_queries or max_noise_draws, or give the teacher's input range (feature_range) exactly.",
                 ClassCoverageWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
         return self
 

@@ -52,10 +52,26 @@ def test_rows_are_not_kept_unless_asked_for(logreg, digits):
     teacher.predict(digits[0][:50])
     rows, labels = teacher.queried_rows()
     assert len(rows) == len(labels) == 0
-    teacher.keep_rows = True  # from now on
-    teacher.predict(digits[0][:80])
+    teacher.keep_rows = True  # from now on: rows asked before are kept when they are asked again
+    teacher.predict(digits[0][30:80])
     rows, labels = teacher.queried_rows()
-    np.testing.assert_array_equal(rows, digits[0][50:80].astype(np.float32))
+    assert teacher.n_queries == 80  # 20 cached rows, 30 new
+    np.testing.assert_array_equal(rows, digits[0][30:80].astype(np.float32))
+    np.testing.assert_array_equal(labels, logreg.predict(digits[0][30:80]))
+    teacher.predict(digits[0][:80])
+    assert len(teacher.queried_rows()[0]) == 80  # each distinct row once
+
+
+def test_queried_rows_after_a_plain_fit_train_on_the_cached_answers(digits):
+    # the teacher answered the search once; a second fit with queried_rows=True asks nothing and keeps it all
+    X, y, _, _ = digits
+    model = CountingModel(SVC().fit(X, y))
+    teacher = Teacher(model)
+    DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:100])
+    asked = model.rows
+    again = DB3Distiller(teacher, queried_rows=True, max_epochs=2, random_state=0).fit(X[:100])
+    assert model.rows == asked and again.n_queries_ == 0
+    assert again.n_queried_rows_ == asked > 50 * 100
 
 
 def test_past_the_memory_limit_rows_are_thinned_uniformly(logreg, digits):
