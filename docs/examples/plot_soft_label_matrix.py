@@ -30,14 +30,15 @@ print(f"queries so far: {teacher.n_queries:,}")
 # %%
 # Two temperatures, one search
 # ----------------------------
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+# One matrix above the other, so that the figure stays 7.5 inches wide and its numbers stay
+# legible at page width.
+fig, axes = plt.subplots(2, 1, figsize=(7.5, 10), layout="constrained")
 names = [f"true {label}" for label in y[1500:1510]]  # for the reader; db3learn never sees them
 for ax, T in zip(axes, (0.3, 1.0)):
     labeler.set_params(temperature=T)
     plot_soft_labels(
         labeler.transform(samples), classes=labeler.classes_, sample_names=names, ax=ax, title=f"soft labels at T = {T}"
     )
-fig.tight_layout()
 print(f"queries after both temperatures: {teacher.n_queries:,} (nothing new)")
 plt.show()
 
