@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._input_space import is_frame
 from ._teachers import Teacher
 from .exceptions import DB3Error, RemoteTeacherError, TeacherAnswerError
 
@@ -118,6 +119,65 @@ def decode_v2_tensor(tensor, *, where):
     return array.astype(_V2_DATATYPES[datatype]).reshape(shape)
 
 
+def frame_columns(X):
+    """The columns of a DataFrame as Open Inference Protocol inputs: ``[(name, datatype, values), ...]``.
+
+    As MLServer's and KServe's pandas codec (content type ``"pd"``) has them:
+    one input per column, named by the column. Numbers and booleans keep
+    their dtype's datatype (INT64, FP64, BOOL, ...; pandas' nullable dtypes
+    their numpy one); strings (object, ``str`` and string dtypes) are
+    ``BYTES``; a categorical column travels as its categories' type.
+    ``values`` are JSON-ready Python scalars, one per row.
+
+    Raises ``ValueError`` for column names that clash as strings, missing
+    values, an object column holding something else than strings, or a
+    dtype with no datatype (dates, complex numbers).
+    """
+    import pandas as pd
+
+    names = [str(c) for c in X.columns]
+    if len(set(names)) != len(names):
+        clashing = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(
+            f"The DataFrame's columns {clashing} appear more than once (as strings); each column is sent as "
+            "one input named by the column, so the names must be unique."
+        )
+    columns = []
+    for name, (_, col) in zip(names, X.items()):
+        missing = col.isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"Column {name!r} has {int(missing.sum()):,} missing value{'s' if missing.sum() > 1 else ''}, which "
+                "db3learn does not send to a remote teacher; fill them in (sklearn.impute.SimpleImputer) or drop "
+                "those rows."
+            )
+        dtype = col.dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # sent as its categories' type: the codecs have no categories
+            col = col.astype(dtype.categories.dtype)
+            dtype = col.dtype
+        numpy_dtype = dtype if isinstance(dtype, np.dtype) else getattr(dtype, "numpy_dtype", None)
+        if numpy_dtype is not None and numpy_dtype.kind in "biuf":
+            datatype = v2_datatype(numpy_dtype)
+            values = col.to_numpy(dtype=numpy_dtype).tolist()
+        elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+            values = col.tolist()
+            odd = [v for v in values if not isinstance(v, str)][:3]
+            if odd:
+                raise ValueError(
+                    f"Column {name!r} (dtype {dtype}) holds values that are not strings, such as "
+                    f"{', '.join(repr(v) for v in odd)}; a column is sent as strings (BYTES) or as numbers, not "
+                    "a mix. Cast it with df[col].astype(str) or to a numeric dtype."
+                )
+            datatype = "BYTES"
+        else:
+            raise ValueError(
+                f"Column {name!r} has dtype {dtype}, which has no Open Inference Protocol datatype; send "
+                "numbers, booleans or strings (e.g. dates as strings, df[col].astype(str), or as numbers)."
+            )
+        columns.append((name, datatype, values))
+    return columns
+
+
 def _as_labels(values, n, *, what, fix, raw):
     """One label per row from a decoded output; raise TeacherAnswerError otherwise."""
     values = np.asarray(values)
@@ -183,6 +243,19 @@ class _V2(_Codec):
             body["outputs"] = [{"name": self.output_name}]
         return body
 
+    def frame_request(self, columns, n):
+        """MLServer's and KServe's pandas codec: one input per column, ``"content_type": "pd"``."""
+        inputs = []
+        for name, datatype, values in columns:
+            tensor = {"name": name, "shape": [n, 1], "datatype": datatype, "data": values}
+            if datatype == "BYTES":  # UTF-8 strings, as MLServer's StringCodec reads them
+                tensor["parameters"] = {"content_type": "str"}
+            inputs.append(tensor)
+        body = {"parameters": {"content_type": "pd"}, "inputs": inputs}
+        if self.output_name is not None:
+            body["outputs"] = [{"name": self.output_name}]
+        return body
+
     def labels(self, answer, n, raw):
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
         if not isinstance(outputs, list) or not outputs:
@@ -222,6 +295,15 @@ class _V1(_Codec):
 
     def request(self, X, input_name, datatype):
         return {"instances": X.tolist()}
+
+    def frame_request(self, columns, n):
+        """One object per row, ``{column: [value], ...}``: KServe's V1 form for a DataFrame.
+
+        KServe's sklearn server makes a DataFrame of each instance and stacks
+        them, so each value is a one-element list (a bare scalar would be
+        refused); for TF-Serving, each named input of a row has shape [1].
+        """
+        return {"instances": [{name: [values[i]] for name, _, values in columns} for i in range(n)]}
 
     def labels(self, answer, n, raw):
         predictions = answer.get("predictions") if isinstance(answer, dict) else None
@@ -574,13 +656,17 @@ class _Endpoint:
             return self._input
 
     def predict(self, X):
-        X = np.asarray(X)
-        name, datatype = self._resolve_input()
-        if datatype is not None:
-            X = X.astype(_V2_DATATYPES[datatype], copy=False)
+        if is_frame(X):  # a table: one input per column (pandas codec), named by the columns
+            body = self.codec.frame_request(frame_columns(X), len(X))
         else:
-            datatype = v2_datatype(X.dtype)
-        response = self._send("POST", self.codec.infer_path, self.codec.request(X, name, datatype))
+            X = np.asarray(X)
+            name, datatype = self._resolve_input()
+            if datatype is not None:
+                X = X.astype(_V2_DATATYPES[datatype], copy=False)
+            else:
+                datatype = v2_datatype(X.dtype)
+            body = self.codec.request(X, name, datatype)
+        response = self._send("POST", self.codec.infer_path, body)
         raw = self._scrub(response.text)
         try:
             answer = json.loads(raw)
@@ -758,6 +844,17 @@ class RemoteTeacher(Teacher):
     counts queries, enforces ``max_queries``, caches answers per row and is
     shared, not copied, by ``sklearn.base.clone``.
 
+    Rows go as one tensor of shape ``(n_rows, ...)`` (V2) or a list of rows
+    (V1). A pandas DataFrame, the rows :class:`~db3learn.DB3Distiller` asks
+    when it was fitted on one, goes as MLServer's and KServe's pandas codec
+    sends it (content type ``"pd"``): one input per column, named by the
+    column, of shape ``[n_rows, 1]``, with its dtype's datatype (``INT64``,
+    ``FP64``, ``BOOL``, ...; ``BYTES`` with UTF-8 strings for string,
+    object and categorical columns); in V1, one object per row,
+    ``{column: [value], ...}``, as KServe's scikit-learn server reads
+    DataFrames. So a ``Pipeline`` fitted on a DataFrame with string columns,
+    served by ``db3learn serve``, MLServer or KServe, is a teacher as it is.
+
     Requests carry ``batch_size`` rows each; up to ``max_concurrency`` are
     in flight at once over one pool of connections. Connection errors,
     timeouts, HTTP 429 and 5xx are retried up to ``max_retries`` times with
@@ -785,7 +882,8 @@ class RemoteTeacher(Teacher):
         V2 only: the input tensor's name. ``None`` takes it (and its
         datatype, to which rows are cast) from the model's metadata
         (``GET v2/models/{name}``) when that lists one input, else
-        ``"input-0"``.
+        ``"input-0"``. Not used for a DataFrame, whose inputs are named by
+        its columns.
     output_name : str or None, default=None
         V2: the output tensor that holds the labels (requested by name);
         ``None`` reads the first output. V1: the key of each prediction when
@@ -992,6 +1090,39 @@ class RemoteTeacher(Teacher):
 
     def _model_classes(self):
         return None
+
+    def predict(self, X):
+        """The server's label for each row of ``X``, asking it only for uncached rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, ...) or pandas DataFrame
+            Rows in the form the served model expects. An array is sent as
+            one input tensor (V2) or a list of rows (V1). A DataFrame is sent
+            with the pandas codec: V2, one input per column, named by the
+            column, of shape ``[n_rows, 1]``, with the request parameter
+            ``"content_type": "pd"`` (string, object and categorical columns
+            as ``BYTES``, UTF-8 strings, with ``"content_type": "str"``); V1,
+            one object per row, ``{column: [value], ...}``. Rows are cached
+            by their values, columns and dtypes.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_rows,)
+            The label of each row, as the server answered it (integers as
+            ``int64``, strings as ``str``).
+
+        Raises
+        ------
+        RemoteTeacherError, TeacherAnswerError, QueryBudgetExceeded
+            See the class docstring.
+        TeacherError
+            When the rows cannot be sent: a dtype with no Open Inference
+            Protocol datatype, or a DataFrame with missing values, with an
+            object column holding something else than strings, or with
+            column names that clash as strings.
+        """
+        return super().predict(X)
 
     def ready(self):
         """Whether the server says the model is ready (V2 ``GET .../ready``, V1 ``GET v1/models/{name}``).

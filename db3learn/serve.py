@@ -306,6 +306,61 @@ def _n_features(model):
     return int(n) if n is not None else None
 
 
+def _feature_names(model):
+    """The column names the model was fitted on (``feature_names_in_``), as strings; None without them."""
+    names = getattr(model, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _column_datatypes(model, names):
+    """The best-known V2 datatype of each of the model's input columns.
+
+    A fitted encoder with ``categories_`` (a ``OneHotEncoder`` or
+    ``OrdinalEncoder``, in a ``Pipeline`` or ``ColumnTransformer``) tells
+    the type of the columns it encodes, known by its ``feature_names_in_``
+    or by the column names its ``ColumnTransformer`` gives it: ``BYTES``
+    for string categories, else the categories' number type. Other
+    columns: ``FP64``.
+    """
+    known = {}
+
+    def visit(estimator, depth, columns):
+        if depth > 10 or estimator is None or isinstance(estimator, str):
+            return
+        own = getattr(estimator, "feature_names_in_", None)
+        columns = columns if own is None else [str(c) for c in own]
+        categories = getattr(estimator, "categories_", None)
+        if isinstance(categories, list) and columns is not None and len(categories) == len(columns):
+            for column, values in zip(columns, categories):
+                kind = np.asarray(values).dtype
+                try:
+                    known.setdefault(column, "BYTES" if kind.kind in "OUS" else v2_datatype(kind))
+                except ValueError:
+                    pass
+        for step in getattr(estimator, "steps", None) or ():  # a Pipeline: its first steps see its columns
+            visit(step[1], depth + 1, columns)
+        for item in getattr(estimator, "transformers_", None) or ():  # a ColumnTransformer: (name, how, columns)
+            selected = item[2] if len(item) > 2 else None
+            if not (isinstance(selected, list) and all(isinstance(c, str) for c in selected)):
+                selected = None
+            visit(item[1], depth + 1, selected)
+
+    visit(model, 0, None)
+    return [known.get(name, "FP64") for name in names]
+
+
+def _json_kind(value):
+    if isinstance(value, bool):
+        return "booleans"
+    if isinstance(value, int):
+        return "integers"
+    if isinstance(value, float):
+        return "floats"
+    if isinstance(value, str):
+        return "strings"
+    return "null" if value is None else type(value).__name__
+
+
 def _output_tensor(labels):
     labels = np.asarray(labels)
     if labels.dtype.kind in "OUS":
@@ -329,7 +384,8 @@ def create_app(
     Routes (Open Inference Protocol REST, then V1, then db3learn's own):
     ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``,
     ``GET /v2/models/{name}`` (metadata: one input ``"input-0"`` of shape
-    ``[-1, n_features]``, one output ``"label"``),
+    ``[-1, n_features]``, one output ``"label"``; for a model fitted on a
+    DataFrame, one input per column instead, see below),
     ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``;
     ``GET /v1/models/{name}`` (``{"name", "ready"}``),
     ``POST /v1/models/{name}:predict`` (``{"instances": rows}`` ->
@@ -339,6 +395,22 @@ def create_app(
     or a ``Host`` not allowed), 401 (API key missing or wrong, with
     ``WWW-Authenticate: Bearer``), 404 (unknown model) or 413 (body or
     rows past the limits).
+
+    **Tables.** A V2 request with several inputs, or with the request
+    parameter ``"content_type": "pd"``, is a table sent as MLServer's and
+    KServe's pandas codec sends a DataFrame: one input per column, named by
+    the column, of shape ``[n_rows]`` or ``[n_rows, 1]``, numbers or
+    ``BYTES`` (UTF-8 strings). A V1 request whose instances are objects is
+    a table too, one object per row, ``{column: value}`` or KServe's
+    ``{column: [value]}``. The model gets a pandas DataFrame with those
+    columns (strings as Python ``str`` in object columns), in the order of
+    its ``feature_names_in_`` when it has them: the inputs must then name
+    exactly those columns. For such a model (a ``Pipeline`` fitted on a
+    DataFrame), the metadata lists one input per column, of shape
+    ``[-1, 1]``, with the datatype its encoders tell (``BYTES`` for string
+    categories of a ``OneHotEncoder`` or ``OrdinalEncoder``, else ``FP64``),
+    and the parameter ``"content_type": "pd"``. A table's rows count
+    against ``max_rows`` as rows, whatever the number of columns.
 
     Every request is checked before the application reads its body: its
     ``Host`` header (against DNS rebinding: a web page whose name is made to
@@ -351,7 +423,8 @@ def create_app(
     Parameters
     ----------
     model : object with ``predict(X)``
-        Receives 2-D float arrays; its labels are returned as they come.
+        Receives 2-D float arrays, or DataFrames for tables (see above);
+        its labels are returned as they come.
     model_name : str
     faults : Faults or None, default=None
         Faults to inject; ``None`` injects none.
@@ -400,6 +473,7 @@ def create_app(
     rng = random.Random(faults.seed)
     book = _Ledger(ledger)
     n_features = _n_features(model)
+    feature_names = _feature_names(model)
     platform = "pytorch" if isinstance(model, SavedStudent) else "sklearn"
     classes = getattr(model, "classes_", None)
     label_datatype = _output_tensor(np.asarray(classes)[:0])["datatype"] if classes is not None else "INT64"
@@ -454,6 +528,109 @@ def create_app(
             raise _BadRequest(f"Expected rows of shape {want}; got shape {list(X.shape)}.")
         if X.dtype.kind not in "biuf" or not np.isfinite(X.astype(np.float64)).all():
             raise _BadRequest("Expected finite numbers in the input rows.")
+
+    def table(columns):
+        """A DataFrame of ``columns`` ({name: 1-D array}), in the model's column order; strings as objects."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise _BadRequest(
+                "This server reads tables (one input per column) into a pandas DataFrame, and pandas is not "
+                "installed where it runs: pip install pandas."
+            ) from None
+        names = list(columns)
+        if feature_names is not None:
+            missing = [c for c in feature_names if c not in columns]
+            unexpected = [c for c in names if c not in set(feature_names)]
+            if missing or unexpected:
+                problems = [f"lack the columns {missing[:10]}"] if missing else []
+                problems += [f"have unexpected columns {unexpected[:10]}"] if unexpected else []
+                raise _BadRequest(
+                    f"The inputs {' and '.join(problems)}; expected one input per column the model was fitted "
+                    f"on: {feature_names[:30]}{' ...' if len(feature_names) > 30 else ''}."
+                )
+            names = feature_names
+        elif n_features is not None and len(names) != n_features:
+            raise _BadRequest(f"Expected {n_features} columns, one input each; got {len(names)}: {names[:10]}.")
+        data = {}
+        for name in names:
+            values = columns[name]
+            if values.dtype.kind in "US":
+                data[name] = pd.Series(values.tolist(), dtype=object)
+            elif values.dtype.kind not in "biuf" or not np.isfinite(values.astype(np.float64)).all():
+                raise _BadRequest(f"Column {name!r} must hold finite numbers, booleans or strings.")
+            else:
+                data[name] = pd.Series(values)
+        return pd.DataFrame(data)
+
+    def v2_table(tensors):
+        """The DataFrame of a V2 request with one input per column (MLServer's and KServe's pandas codec)."""
+        for t in tensors:
+            if len(t.shape) not in (1, 2) or t.shape[1:] not in ([], [1]):
+                raise _BadRequest(
+                    f"Input {t.name!r} has shape {t.shape}; a table's inputs are its columns, each of shape "
+                    "[n_rows] or [n_rows, 1]."
+                )
+        rows = {t.name: t.shape[0] for t in tensors}
+        check_n_rows(max(rows.values()))
+        if len(set(rows.values())) > 1:
+            raise _BadRequest(f"The inputs are columns of one table and must have as many rows each; got {rows}.")
+        columns = {}
+        for t in tensors:
+            if t.name in columns:
+                raise _BadRequest(f"Two inputs are named {t.name!r}; a table's columns have distinct names.")
+            content_type = (t.parameters or {}).get("content_type")
+            if content_type not in (None, "str", "np"):
+                raise _BadRequest(
+                    f"Input {t.name!r} has content_type {content_type!r}; this server reads numbers and UTF-8 "
+                    "strings (content_type 'str' or none)."
+                )
+            try:
+                columns[t.name] = decode_v2_tensor(t.model_dump(), where=f"input {t.name!r}").reshape(-1)
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
+        return table(columns)
+
+    def v1_table(instances):
+        """The DataFrame of V1 instances that are objects: ``{column: value}`` or KServe's ``{column: [value]}``."""
+        names = list(instances[0])
+        for k, instance in enumerate(instances):
+            if set(instance) != set(names):
+                raise _BadRequest(
+                    f"Instance {k} has the columns {sorted(instance)[:10]}; instance 0 has {sorted(names)[:10]}. "
+                    "Every instance must name the same columns."
+                )
+        columns = {}
+        for name in names:
+            values = []
+            for instance in instances:
+                value = instance[name]
+                if isinstance(value, list):
+                    if len(value) != 1:
+                        raise _BadRequest(
+                            f"Column {name!r} of an instance holds {len(value)} values; an instance is one row: "
+                            "one value per column, or a one-element list as KServe sends."
+                        )
+                    value = value[0]
+                values.append(value)
+            kinds = {_json_kind(v) for v in values}
+            dtype = {
+                frozenset({"strings"}): str,
+                frozenset({"booleans"}): np.bool_,
+                frozenset({"integers"}): np.int64,
+                frozenset({"floats"}): np.float64,
+                frozenset({"integers", "floats"}): np.float64,
+            }.get(frozenset(kinds))
+            if dtype is None:
+                raise _BadRequest(
+                    f"Column {name!r} holds {' and '.join(sorted(kinds))}; expected numbers, booleans or strings, "
+                    "one type per column."
+                )
+            try:
+                columns[name] = np.asarray(values, dtype=dtype)
+            except OverflowError:
+                raise _BadRequest(f"Column {name!r} holds integers too large for 64 bits.") from None
+        return table(columns)
 
     async def answer(X):
         """Labels for ``X``, after the injected faults; a JSONResponse when a fault answers instead."""
@@ -520,21 +697,33 @@ def create_app(
     async def server_ready():
         return {"ready": True}
 
+    if feature_names is None:
+        metadata_inputs = [
+            {
+                "name": INPUT_NAME,
+                "datatype": input_datatype,
+                "shape": [-1, n_features if n_features is not None else -1],
+            }
+        ]
+    else:  # a table: one input per column, as MLServer's pandas codec sends it
+        metadata_inputs = [
+            {"name": column, "datatype": datatype, "shape": [-1, 1]}
+            | ({"parameters": {"content_type": "str"}} if datatype == "BYTES" else {})
+            for column, datatype in zip(feature_names, _column_datatypes(model, feature_names))
+        ]
+
     @app.get("/v2/models/{name}")
     async def model_metadata(name: str):
         check_name(name)
-        return {
+        metadata = {
             "name": model_name,
             "platform": platform,
-            "inputs": [
-                {
-                    "name": INPUT_NAME,
-                    "datatype": input_datatype,
-                    "shape": [-1, n_features if n_features is not None else -1],
-                }
-            ],
+            "inputs": metadata_inputs,
             "outputs": [{"name": OUTPUT_NAME, "datatype": label_datatype, "shape": [-1]}],
         }
+        if feature_names is not None:
+            metadata["parameters"] = {"content_type": "pd"}
+        return metadata
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v1/models/{name}")  # V1's model ready: the same {"name", "ready"} object
@@ -545,18 +734,21 @@ def create_app(
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, body: _InferRequest):
         check_name(name)
-        if len(body.inputs) != 1:
-            raise _BadRequest(f"Expected one input tensor; got {len(body.inputs)}.")
-        shape = body.inputs[0].shape
-        check_n_rows(shape[0] if shape else 1)
+        if not body.inputs:
+            raise _BadRequest("Expected one input tensor, or one input per column of a table; got none.")
         requested = [o.name for o in body.outputs or []]
         if any(o != OUTPUT_NAME for o in requested):
             raise _BadRequest(f"Unknown outputs {requested}; this model has one output, {OUTPUT_NAME!r}.")
-        try:
-            X = decode_v2_tensor(body.inputs[0].model_dump(), where=f"input {body.inputs[0].name!r}")
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
-        check_rows(X)
+        if len(body.inputs) > 1 or (body.parameters or {}).get("content_type") == "pd":
+            X = v2_table(body.inputs)
+        else:
+            shape = body.inputs[0].shape
+            check_n_rows(shape[0] if shape else 1)
+            try:
+                X = decode_v2_tensor(body.inputs[0].model_dump(), where=f"input {body.inputs[0].name!r}")
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
+            check_rows(X)
         labels = await answer(X)
         if isinstance(labels, JSONResponse):
             return labels
@@ -570,11 +762,17 @@ def create_app(
     async def v1_predict(name: str, body: _PredictRequest):
         check_name(name)
         check_n_rows(len(body.instances))
-        try:
-            X = np.asarray(body.instances)
-        except ValueError:
-            raise _BadRequest("Expected instances as a list of rows of equal length.") from None
-        check_rows(X)
+        objects = [isinstance(i, dict) for i in body.instances]
+        if body.instances and all(objects):  # a table's rows, {column: value}
+            X = v1_table(body.instances)
+        elif any(objects):
+            raise _BadRequest("Expected instances that are all rows (lists of numbers) or all objects {column: value}.")
+        else:
+            try:
+                X = np.asarray(body.instances)
+            except ValueError:
+                raise _BadRequest("Expected instances as a list of rows of equal length.") from None
+            check_rows(X)
         labels = await answer(X)
         if isinstance(labels, JSONResponse):
             return labels
