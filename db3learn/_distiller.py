@@ -68,7 +68,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Generates pseudo samples from the teacher alone (ZSDB3KD). They are
         added to ``X`` in :meth:`fit`; ``fit(None)`` (or an empty ``X`` of
         the right width) trains on them alone. Their soft labels use the
-        pseudo samples of the other classes as references.
+        pseudo samples of the other classes as references. With a DataFrame
+        ``X``, the pseudo rows are rows of its columns, dtypes, ranges and
+        categories (:meth:`ZeroShotTransferSet.fit`).
     input_space : InputSpace or None, default=None
         How rows of ``X`` become the student's inputs and the search's
         points, and points become valid teacher queries (passed to the soft
@@ -507,11 +509,6 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if gen.random_state is None and self.random_state is not None:
                 gen.set_params(random_state=int(rng.randint(2**31 - 1)))
             X_given = None if X is None or len(X) == 0 else X
-            if is_frame(X_given):
-                raise ValueError(
-                    "ZeroShotTransferSet generates float arrays and cannot yet be mixed with a DataFrame transfer "
-                    "set; pass X as a numeric array (e.g. df.to_numpy(dtype=float)) or leave transfer_set=None."
-                )
             if (
                 X_given is None
                 and X is not None
@@ -522,7 +519,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 gen.set_params(n_features=np.shape(X)[1])
             pseudo = gen.fit(X_given).samples_
             self.transfer_set_ = gen
-            X = pseudo if X_given is None else np.vstack([np.asarray(X_given, dtype=pseudo.dtype), pseudo])
+            if is_frame(pseudo):  # a table: its rows, then the pseudo rows in its format
+                import pandas as pd
+
+                X = pd.concat([X_given, pseudo], ignore_index=True)
+            else:
+                X = pseudo if X_given is None else np.vstack([np.asarray(X_given, dtype=pseudo.dtype), pseudo])
             y = None
         if is_frame(X):
             X = check_input(self, X, reset=True)

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
 
+from ._input_space import InputSpace, is_frame
 from ._parallel import query_jobs
 from ._search import _bisect, _chunks, keyed_unit_vectors, success
 from ._teachers import _TeacherParamMixin, encode_labels
@@ -175,8 +176,8 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
     Attributes
     ----------
-    samples_ : ndarray of float32 of shape (n_pseudo, n_features)
-        The pseudo samples.
+    samples_ : ndarray of float32 of shape (n_pseudo, n_features), or DataFrame
+        The pseudo samples; a DataFrame when :meth:`fit` was given one.
     labels_ : ndarray of shape (n_pseudo,)
         The teacher's label of each.
     classes_ : ndarray of shape (n_classes,)
@@ -187,7 +188,10 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         Teacher queries spent by :meth:`fit`.
     n_features_in_ : int
     feature_range_ : tuple of (ndarray, ndarray)
-        (low, high) per feature.
+        (low, high) per feature (for a DataFrame, per numeric column, in
+        its units).
+    input_space_ : InputSpace or None
+        The table's input space when :meth:`fit` was given a DataFrame.
 
     References
     ----------
@@ -303,6 +307,22 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
             raise ValueError("feature_range must have low < high for every feature.")
         return n_features, low, high
 
+    def _table_space(self, X):
+        """The :class:`~db3learn.InputSpace` of a DataFrame ``X``, which gives the pseudo rows' format."""
+        given = {"n_features": self.n_features, "input_shape": self.input_shape, "feature_range": self.feature_range}
+        clash = [name for name, value in given.items() if value is not None]
+        if clash:
+            raise ValueError(
+                f"ZeroShotTransferSet got a DataFrame, whose columns, ranges and categories define the pseudo rows, "
+                f"and {', '.join(clash)}; leave {', '.join(clash)} out (or give X as a float array)."
+            )
+        space = InputSpace().fit(X)
+        self.input_space_ = space
+        self.n_features_in_ = space.n_features_in_
+        if hasattr(space, "feature_names_in_"):
+            self.feature_names_in_ = space.feature_names_in_
+        return space
+
     # -- fitting -------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -310,8 +330,14 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : None or array-like of shape (n_samples, n_features), default=None
-            Used only for its number of features and value range.
+        X : None, array-like or DataFrame of shape (n_samples, n_features), default=None
+            Used only for its number of features and value range. A pandas
+            DataFrame (numeric, bool, category and string columns) gives
+            the format of the pseudo rows: they are a DataFrame with its
+            columns and dtypes, each value within its column's observed
+            range (whole numbers in integer columns) or one of its observed
+            categories, generated in the standardised, one-hot space of
+            :class:`~db3learn.InputSpace` (the table's distances).
         y : None
             Ignored.
 
@@ -337,15 +363,26 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         ClassCoverageWarning
             Naming the classes left short and how many samples each got.
         """
-        n_features, low, high = self._resolve_shape_and_range(X)
-        self.feature_range_ = (low, high)
+        if is_frame(X):  # a table: pseudo rows with X's columns, dtypes, ranges and categories
+            space = self._table_space(X)
+            n_features, low, high = space.n_features_out_, space.z_low_, space.z_high_
+            self.feature_range_ = (space.low_, space.high_)
+
+            def to_inputs(unit):  # the unit box -> the table's search space -> valid rows, as a DataFrame
+                return space.inverse_transform(low + np.clip(unit, 0.0, 1.0) * (high - low))
+
+        else:
+            self.input_space_ = None
+            n_features, low, high = self._resolve_shape_and_range(X)
+            self.feature_range_ = (low, high)
+
+            def to_inputs(unit):
+                return (low + np.clip(unit, 0.0, 1.0) * (high - low)).astype(np.float32)
+
         teacher = self._get_teacher()
         rng = check_random_state(self.random_state)
         q0 = teacher.n_queries
         budget = math.inf if self.max_queries is None else int(self.max_queries)
-
-        def to_inputs(unit):
-            return (low + np.clip(unit, 0.0, 1.0) * (high - low)).astype(np.float32)
 
         answered, n_asked = set(), 0  # classes the teacher answered (two are enough), rows asked
 
@@ -583,14 +620,21 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : None or array-like of shape (n_samples, n_features), default=None
-            Used only for its number of features and value range.
+        X : None, array-like or DataFrame of shape (n_samples, n_features), default=None
+            Used only for its number of features and value range. A pandas
+            DataFrame (numeric, bool, category and string columns) gives
+            the format of the pseudo rows: they are a DataFrame with its
+            columns and dtypes, each value within its column's observed
+            range (whole numbers in integer columns) or one of its observed
+            categories, generated in the standardised, one-hot space of
+            :class:`~db3learn.InputSpace` (the table's distances).
         y : None
             Ignored.
 
         Returns
         -------
-        X_pseudo : ndarray of float32 of shape (n_pseudo, n_features)
+        X_pseudo : ndarray of float32 of shape (n_pseudo, n_features), or DataFrame
+            A DataFrame in the format of ``X`` when ``X`` is one.
         y_teacher : ndarray of shape (n_pseudo,)
 
         Raises

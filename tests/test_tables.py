@@ -296,3 +296,24 @@ def test_distill_a_saved_pipeline_from_a_csv_table_with_string_columns(credit, t
     answers = teacher.predict(test)
     majority = max(np.mean(answers == c) for c in np.unique(answers))
     assert np.mean(student.predict(test) == answers) > majority  # better than the teacher's commonest answer
+
+
+def test_zero_shot_pseudo_rows_of_a_table_are_valid_rows_for_its_teacher(credit):
+    from db3learn import ZeroShotTransferSet
+
+    X, y = credit
+    model = one_hot_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X[:2000], y[:2000])
+    recorder = Recorder(model)
+    schema = X[2000:2100].reset_index(drop=True)
+    gen = ZeroShotTransferSet(recorder, n_samples_per_class=15, n_iter=2, n_directions=4, random_state=0)
+    pseudo, labels = gen.fit_resample(schema)
+    assert isinstance(pseudo, pd.DataFrame) and list(pseudo.columns) == list(X.columns)
+    assert_valid_rows(recorder.batches, schema)  # every row the teacher was asked, and so every pseudo row
+    assert_valid_rows([pseudo], schema)
+    np.testing.assert_array_equal(labels, model.predict(pseudo))
+    assert sorted(gen.n_samples_per_class_.values()) == [15, 15]
+    student = DB3Distiller(
+        model, transfer_set=gen, soft_labeler=DecisionBoundarySoftLabeler(n_directions=2), max_epochs=5, random_state=0
+    ).fit(schema)  # the table's rows and the pseudo rows, as one DataFrame transfer set
+    assert len(student.transfer_set_.samples_) == 30 and student.n_features_in_ == X.shape[1]
+    assert set(student.predict(X[3000:3050])) <= set(model.classes_)
