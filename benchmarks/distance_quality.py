@@ -13,6 +13,7 @@ set through max_iter / max_eval / init_eval, and the queries it actually spent a
 """
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -113,10 +114,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--replot", action="store_true", help="redraw the figure from the CSV in --out; run nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = "distance_quality_quick" if args.quick else "distance_quality"
+    if args.replot:
+        with open(out / f"{tag}.csv", newline="") as f:
+            rows = [
+                {k: (float(v) if k.endswith(("_pair", "_ratio")) and v else v) for k, v in r.items()}
+                for r in csv.DictReader(f)
+            ]
+        plot(rows, out / f"{tag}.png")
+        return
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0

@@ -293,6 +293,19 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
     return records
 
 
+def read_records(path):
+    """The rows of a CSV of every seed, as ``run_table`` recorded them: numbers as numbers, text as text."""
+    import csv
+
+    floats = {"majority_share", "queries_per_row", "accuracy", "fidelity", "seconds"}
+    ints = {"n_classes", "n_numeric", "n_categorical", "n_teacher_rows", "n_transfer", "n_test", "seed"}
+    with open(path, newline="") as f:
+        return [
+            {k: (float(v) if v else np.nan) if k in floats else int(v) if k in ints else v for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
+
+
 def mean_std(values):
     values = np.asarray(values, dtype=float)
     if np.isnan(values).all():
@@ -451,8 +464,12 @@ def plot(rows, path, title):
         "db3-queried": ("D", "tab:purple"),
         "white-box": ("^", "tab:green"),
     }
-    plt.rcParams.update({"font.size": 12})
-    fig, axes = plt.subplots(1, len(teachers), figsize=(5.5 * len(teachers), 4.8), sharey=True, squeeze=False)
+    plt.rcParams.update({"font.size": 11})
+    # one row per teacher, 8 inches wide: legible at the documentation's page width (about 730 px)
+    fig, axes = plt.subplots(
+        len(teachers), 1, figsize=(8, 2.9 * len(teachers) + 0.9), sharex=True, squeeze=False, layout="constrained"
+    )
+    axes = axes.T
     for ax, teacher in zip(axes[0], teachers):
         for i, row in enumerate(students):
             rs = {r["table"]: r for r in rows if r["teacher"] == teacher and r["row"] == row}
@@ -461,14 +478,13 @@ def plot(rows, path, title):
             std = [100 * rs[t]["fidelity_std"] if t in rs else np.nan for t in tables]
             marker, colour = style[row]
             ax.errorbar(x, mean, yerr=std, fmt=marker, color=colour, markersize=8, capsize=3, label=row)
-        ax.set_xticks(np.arange(len(tables)), tables, rotation=30, ha="right")
-        ax.set_title(f"teacher: {teacher}")
-        ax.set_xlabel("table")
+        ax.set_xticks(np.arange(len(tables)), tables)
+        ax.set_title(f"teacher: {teacher}", fontsize=11)
+        ax.set_ylabel("fidelity (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("fidelity to the teacher on held-out rows (%)")
-    axes[0][-1].legend(loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
+    axes[0][-1].set_xlabel("table (fidelity to the teacher on held-out rows, mean and std over seeds)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=len(students), fontsize=10)
+    fig.suptitle(title, fontsize=12)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"wrote {path}")
@@ -500,6 +516,7 @@ def main(argv=None):
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
+    parser.add_argument("--replot", action="store_true", help="redraw the figure from <out>/<tag>.csv; run nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -507,6 +524,13 @@ def main(argv=None):
     cap = args.max_rows or (1000 if args.quick else 6000)
     tables = args.tables or (QUICK_TABLES if args.quick else DEFAULT_TABLES)
     tag = args.tag or ("tabular_quick" if args.quick else "tabular")
+    if args.replot:
+        records = read_records(out / f"{tag}.csv")
+        rows, _ = summarise(records)
+        n_seeds = len({r["seed"] for r in records})
+        title = f"Students of scikit-learn teachers on real tables ({n_seeds} seed{'s' * (n_seeds > 1)})"
+        plot(rows, out / f"{tag}.png", title)
+        return
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # MLPClassifier's 200 iterations, on some tables
 
