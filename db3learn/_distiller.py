@@ -365,8 +365,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         if self.queried_rows and not teacher.keep_rows:
             teacher.keep_rows = True  # before the first query of this fit
-            with teacher._lock:  # cached distances would skip the searches whose rows are wanted: search again,
-                teacher._memo.clear()  # from the cached answers (no query), so that their rows are kept
+            if teacher.cache:  # cached distances would skip the searches whose rows are wanted: search again,
+                with teacher._lock:  # from the cached answers (no query), so that their rows are kept
+                    teacher._memo.clear()
         labeler.fit(X)
         answered = np.unique(labeler.reference_labels_)
         if len(answered) < 2:  # before the boundary searches are paid: there is no boundary to find
@@ -508,6 +509,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             gen = clone(self.transfer_set).set_params(teacher=teacher)
             if gen.random_state is None and self.random_state is not None:
                 gen.set_params(random_state=int(rng.randint(2**31 - 1)))
+            if is_frame(X) and len(X) == 0:
+                raise ValueError(
+                    "DB3Distiller got an empty DataFrame with transfer_set=ZeroShotTransferSet(...): a table's pseudo "
+                    "rows take their columns, ranges and categories from its rows, so give at least a few rows (or a "
+                    "float array / None for numeric inputs)."
+                )
             X_given = None if X is None or len(X) == 0 else X
             if (
                 X_given is None

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._input_space import is_frame
-from ._teachers import Teacher
+from ._teachers import Teacher, _upgraded
 from .exceptions import DB3Error, RemoteTeacherError, TeacherAnswerError
 
 __all__ = ["RemoteTeacher"]
@@ -455,7 +455,7 @@ class _Endpoint:
 
     def __setstate__(self, state):
         known_input = state.pop("_input", None)
-        self.__dict__.update(state)
+        self.__dict__.update(_upgraded(state))
         self._init_runtime()
         self._input = known_input
 

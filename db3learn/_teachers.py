@@ -6,6 +6,7 @@ batches of a fixed size, caches each row's answer so that no row is asked
 twice, and checks that the answers are labels, one per row.
 """
 
+import contextlib
 import copy
 import hashlib
 import numbers
@@ -159,16 +160,9 @@ class _KeptRows:
         self.nbytes = 0
         self.p = 1.0  # probability with which each row answered is kept
         self.rng = np.random.default_rng(0)
-        self.seen = set()  # the cache keys of the rows offered (kept or thinned out): each distinct row once
 
-    def add(self, X, idx, codes, limit, keys=None):
-        if keys is not None:  # rows answered from the cache, or asked twice: only the first offer counts
-            fresh = []
-            for i in idx.tolist():
-                if keys[i] not in self.seen:
-                    self.seen.add(keys[i])
-                    fresh.append(i)
-            idx = np.asarray(fresh, dtype=np.int64)
+    def add(self, X, idx, codes, limit):
+        """Keep rows ``idx`` of ``X`` with their codes (``codes[idx]``), thinned as the rows kept so far."""
         codes = codes[idx]
         if self.p < 1.0:
             keep = self.rng.random(len(idx)) < self.p
@@ -204,6 +198,15 @@ class _KeptRows:
             rows = np.concatenate(rows)
         self.chunks = [(rows, np.concatenate([c for _, c in self.chunks]))]
         return self.chunks[0]
+
+
+def _upgraded(state):
+    """A pickled Teacher's state in this version's form (``keep_rows`` became a property)."""
+    if "keep_rows" in state:
+        state["_keep_rows"] = state.pop("keep_rows")
+    state.setdefault("_keep_rows", False)
+    state.setdefault("_unkept", set())
+    return state
 
 
 def _same_layout(a, b):
@@ -340,8 +343,8 @@ class Teacher:
         self._labels = []  # label code -> label, in first-seen order
         self._codes = {}  # label -> label code
         self._memo = {}  # results derived from answers (boundary distances), shared by clones
-        self.keep_rows = keep_rows
         self._kept = _KeptRows()
+        self.keep_rows = keep_rows
         self._init_sync()
 
     # -- shared state: threads share one Teacher, processes get copies ----------
@@ -367,8 +370,24 @@ class Teacher:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(_upgraded(state))
         self._init_sync()
+
+    @property
+    def keep_rows(self):
+        """Whether (and up to how many bytes) answered rows are kept; see the class docstring."""
+        return self._keep_rows
+
+    @keep_rows.setter
+    def keep_rows(self, value):
+        lock = self.__dict__.get("_lock")
+        with lock if lock is not None else contextlib.nullcontext():
+            if value and not self.__dict__.get("_keep_rows"):
+                # rows answered before are kept when they are asked again (from the cache): each of them once
+                self._unkept = set(self._answers)
+            elif not value:
+                self._unkept = set()
+            self._keep_rows = value
 
     @property
     def max_queries(self):
@@ -442,9 +461,14 @@ class Teacher:
         else:
             keys = _row_keys(X)
             self._lookup(keys, np.arange(n), codes)
-            if self.keep_rows:  # rows answered before keep_rows was switched on are kept when asked again
+            if self.keep_rows and self._unkept:  # rows answered before keep_rows was on, asked again
                 with self._lock:
-                    self._keep(X, np.flatnonzero(codes >= 0), codes, keys)
+                    again = []
+                    for i in np.flatnonzero(codes >= 0).tolist():
+                        if keys[i] in self._unkept:
+                            self._unkept.discard(keys[i])
+                            again.append(i)
+                    self._keep(X, np.asarray(again, dtype=np.int64), codes)
             missing = np.flatnonzero(codes < 0)
             if len(missing) and self._store is not None:
                 self._recall(X, keys, missing, codes)
@@ -510,7 +534,7 @@ class Teacher:
                 new = self._encode(np.asarray([stored[j] for j in found]))
                 codes[idx] = new
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
-                self._keep(X, idx, codes, keys)
+                self._keep(X, idx, codes)
 
     def _ask(self, X, to_ask, keys, codes):
         """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.
@@ -534,7 +558,7 @@ class Teacher:
             n_answered = len(answered)
             with self._lock:
                 self._give_back(allowed - n_answered)
-                self._keep(X, answered, codes, keys)
+                self._keep(X, answered, codes)
         if allowed < n_total:
             self._raise_budget(n_total - allowed, n_total)
         return n_answered
@@ -551,14 +575,11 @@ class Teacher:
             n_asked += len(idx)
 
     # -- the rows answered, kept as training data ------------------------------
-    def _keep(self, X, idx, codes, keys=None):
-        """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock).
-
-        ``keys``: the rows' cache keys, so that each distinct row is kept once.
-        """
+    def _keep(self, X, idx, codes):
+        """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock)."""
         if self.keep_rows and len(idx):
             limit = _DEFAULT_KEPT_BYTES if self.keep_rows is True else int(self.keep_rows)
-            self._kept.add(X, idx, codes, limit, keys)
+            self._kept.add(X, idx, codes, limit)
 
     def queried_rows(self):
         """The rows this teacher answered, with their labels: every answer as training data.

@@ -65,7 +65,8 @@ def load_data(path, *, text_as="str"):
     """The transfer set in ``path``: a ``.npy`` array, a ``.csv`` file or a ``.parquet`` table.
 
     A numeric CSV file (values separated by commas, optionally one header
-    row) gives a float array. A CSV file with a header row and a column of
+    row, recognised as a first row that is not all numbers) gives a float
+    array. A CSV file with a header row and a column of
     text (categories such as ``"owner"``) gives a pandas DataFrame whose
     text columns stay strings and whose numbers keep their integer or float
     dtype, so that a teacher fitted on a DataFrame (a ``ColumnTransformer``
@@ -105,8 +106,7 @@ def load_data(path, *, text_as="str"):
     elif path.suffix == ".csv":
         with path.open() as f:
             first = f.readline()
-        numbers = [_is_number(v) for v in first.split(",")]
-        header = int(not any(numbers))  # a header row names every column; a row with a number in it is data
+        header = int(not all(_is_number(v) for v in first.split(",")))  # a first row of numbers only is data
         try:
             X = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
         except ValueError as exc:

@@ -423,6 +423,13 @@ class _TableColumns:
                 f"Expected rows of {n} columns, a DataFrame or an array of shape (n_samples, {n}); got "
                 f"{getattr(X, 'shape', None)}."
             )
+        for j, v in enumerate(values):
+            if _missing(v):
+                name = self.names[j] if self.names is not None else j
+                raise ValueError(
+                    f"Column {name!r} holds missing values (NaN or None); the student needs every value, as the "
+                    "distiller did. Remove or impute them first."
+                )
         Z = np.zeros((len(values[0]) if n else 0, len(self.offset)))
         for j, (t, v) in enumerate(zip(self.types, values)):
             start = self.starts[j]
@@ -438,6 +445,15 @@ class _TableColumns:
                     name = self.names[j] if self.names is not None else j
                     raise ValueError(f"Column {name!r} must hold numbers; {_reason(exc)}") from exc
         return (Z - self.offset).astype(np.float32)
+
+
+def _missing(values):
+    """Whether a column's values hold NaN, None or infinity."""
+    if values.dtype.kind in "fc":
+        return not np.isfinite(values).all()
+    if values.dtype.kind == "O":
+        return any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in values.tolist())
+    return False
 
 
 def _jsonable(value):

@@ -474,6 +474,7 @@ def create_app(
     book = _Ledger(ledger)
     n_features = _n_features(model)
     feature_names = _feature_names(model)
+    n_columns = len(feature_names) if feature_names is not None else n_features
     platform = "pytorch" if isinstance(model, SavedStudent) else "sklearn"
     classes = getattr(model, "classes_", None)
     label_datatype = _output_tensor(np.asarray(classes)[:0])["datatype"] if classes is not None else "INT64"
@@ -540,8 +541,9 @@ def create_app(
             ) from None
         names = list(columns)
         if feature_names is not None:
+            expected = set(feature_names)
             missing = [c for c in feature_names if c not in columns]
-            unexpected = [c for c in names if c not in set(feature_names)]
+            unexpected = [c for c in names if c not in expected]
             if missing or unexpected:
                 problems = [f"lack the columns {missing[:10]}"] if missing else []
                 problems += [f"have unexpected columns {unexpected[:10]}"] if unexpected else []
@@ -571,6 +573,8 @@ def create_app(
                     f"Input {t.name!r} has shape {t.shape}; a table's inputs are its columns, each of shape "
                     "[n_rows] or [n_rows, 1]."
                 )
+        if n_columns is not None and len(tensors) > n_columns:  # before any decoding: no more inputs than columns
+            raise _BadRequest(f"Expected {n_columns} inputs, one per column the model was fitted on; got {len(tensors)}.")
         rows = {t.name: t.shape[0] for t in tensors}
         check_n_rows(max(rows.values()))
         if len(set(rows.values())) > 1:
@@ -669,7 +673,7 @@ def create_app(
 
         try:
             labels = await run_in_threadpool(predict)
-        except ValueError as exc:  # its text is the model's, and may describe it: log it, answer in general terms
+        except (ValueError, TypeError) as exc:  # the model's text may describe it: log it, answer in general terms
             logger.warning(
                 "Model %r could not answer %d rows of shape %s: %s: %s",
                 model_name,

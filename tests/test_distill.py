@@ -45,9 +45,13 @@ def test_load_data_reads_npy_and_csv_with_or_without_header(tmp_path):
     (tmp_path / "d.csv").write_text("a,b\n1,x\n")  # a text column: a DataFrame, strings kept
     table = load_data(tmp_path / "d.csv")
     assert list(table.columns) == ["a", "b"] and table["b"].tolist() == ["x"] and table["a"].dtype.kind == "i"
-    (tmp_path / "g.csv").write_text("1,x\n")
+    (tmp_path / "g.csv").write_text("age,income,2020\n1,2.5,3\n4,5.5,6\n")  # a column named like a number
+    np.testing.assert_array_equal(load_data(tmp_path / "g.csv"), [[1, 2.5, 3], [4, 5.5, 6]])
+    (tmp_path / "i.csv").write_text("region,2020\nnorth,3\n")
+    assert load_data(tmp_path / "i.csv").columns.tolist() == ["region", "2020"]
+    (tmp_path / "j.csv").write_text("1,2\n3,x\n")  # no header, and text among the numbers
     with pytest.raises(ValueError, match="must hold numbers separated by commas, or start with a header row"):
-        load_data(tmp_path / "g.csv")
+        load_data(tmp_path / "j.csv")
     (tmp_path / "h.csv").write_text("a,b\n1,x\n2,\n")
     with pytest.raises(ValueError, match=r"missing values in the columns \['b'\]"):
         load_data(tmp_path / "h.csv")

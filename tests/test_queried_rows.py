@@ -62,6 +62,22 @@ def test_rows_are_not_kept_unless_asked_for(logreg, digits):
     assert len(teacher.queried_rows()[0]) == 80  # each distinct row once
 
 
+def test_a_teacher_pickled_before_keep_rows_was_a_property_still_loads(logreg, digits):
+    import pickle
+
+    teacher = Teacher(logreg)
+    teacher.predict(digits[0][:20])
+    state = teacher.__getstate__()
+    state["keep_rows"] = state.pop("_keep_rows")  # the earlier layout: a plain attribute, no _unkept
+    del state["_unkept"]
+    old = Teacher.__new__(Teacher)
+    old.__setstate__(state)
+    old.keep_rows = True
+    old.predict(digits[0][10:30])  # 10 cached rows asked again, 10 new
+    assert len(old.queried_rows()[0]) == 20 and old.n_queries == 30
+    assert pickle.loads(pickle.dumps(old)).keep_rows is True
+
+
 def test_queried_rows_after_a_plain_fit_train_on_the_cached_answers(digits):
     # the teacher answered the search once; a second fit with queried_rows=True asks nothing and keeps it all
     X, y, _, _ = digits

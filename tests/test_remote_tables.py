@@ -265,7 +265,11 @@ def test_the_server_reads_tables_within_its_limits(credit, pipeline):
         assert "of shape [n_rows] or [n_rows, 1]" in infer([{**first, "shape": [5, 2]}, *others], 400)["error"]
         odd = infer([{**first, "parameters": {"content_type": "base64"}}, *others], 400)["error"]
         assert "Input 'Seniority' has content_type 'base64'" in odd
-        assert "Two inputs are named 'Seniority'" in infer([first, *small], 400)["error"]
+        assert "Expected 13 inputs, one per column" in infer([first, *small], 400)["error"]  # checked before decoding
+        assert "Two inputs are named 'Seniority'" in infer([first, *small[:-1]], 400)["error"]
+        # a string column sent as numbers: the model raises TypeError, the client gets a 400 (not retried), not a 500
+        numbers = [{**c, "datatype": "INT64", "data": list(range(5))} if c["name"] == "Home" else c for c in small]
+        assert "The model could not answer this request" in infer(numbers, 400)["error"]
         assert "are strings" in infer([{**first, "data": [1, "x", 2, 3, 4]}, *others], 400)["error"]
         infinite = json.dumps({"inputs": [{**first, "data": [1.0, float("inf"), 2, 3, 4]}, *others]})  # Infinity
         response = http.post("/v2/models/credit/infer", content=infinite, headers={"content-type": "application/json"})

@@ -233,6 +233,11 @@ def test_a_saved_student_of_a_table_with_strings_predicts_from_a_dataframe(credi
     np.testing.assert_array_equal(loaded.predict(odd), student.predict(odd))
     with pytest.raises(ValueError, match=r"X lacks the columns \['Job'\]"):
         loaded.predict(test.drop(columns=["Job"]))
+    for column, value in (("Income", np.nan), ("Home", None)):
+        holes = test.copy()
+        holes.loc[3, column] = value
+        with pytest.raises(ValueError, match=f"Column '{column}' holds missing values"):
+            loaded.predict(holes)
 
 
 def test_soft_label_check_picks_the_loss_on_held_out_rows(credit):
@@ -307,6 +312,8 @@ def test_zero_shot_pseudo_rows_of_a_table_are_valid_rows_for_its_teacher(credit)
         model, transfer_set=gen, soft_labeler=DecisionBoundarySoftLabeler(n_directions=2), max_epochs=5, random_state=0
     ).fit(schema)  # the table's rows and the pseudo rows, as one DataFrame transfer set
     assert len(student.transfer_set_.samples_) == 30 and student.n_features_in_ == X.shape[1]
+    with pytest.raises(ValueError, match="an empty DataFrame with transfer_set=ZeroShotTransferSet"):
+        DB3Distiller(model, transfer_set=gen).fit(schema[:0])
     assert set(student.predict(X[3000:3050])) <= set(model.classes_)
 
 
