@@ -574,7 +574,9 @@ def create_app(
                     "[n_rows] or [n_rows, 1]."
                 )
         if n_columns is not None and len(tensors) > n_columns:  # before any decoding: no more inputs than columns
-            raise _BadRequest(f"Expected {n_columns} inputs, one per column the model was fitted on; got {len(tensors)}.")
+            raise _BadRequest(
+                f"Expected {n_columns} inputs, one per column the model was fitted on; got {len(tensors)}."
+            )
         rows = {t.name: t.shape[0] for t in tensors}
         check_n_rows(max(rows.values()))
         if len(set(rows.values())) > 1:
