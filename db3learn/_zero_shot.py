@@ -83,7 +83,7 @@ def _user_stacklevel():
 
     import sklearn
 
-    inside = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(sklearn.__file__)))
+    inside = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (__file__, sklearn.__file__))
     frame, level = sys._getframe(1), 1  # the caller of this function is stacklevel 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
         frame, level = frame.f_back, level + 1

@@ -250,8 +250,8 @@ def build_parser():
     distill.add_argument(
         "--categorical",
         action="store_true",
-        help="read the text columns of a .csv table as pandas categories, for a teacher that needs the category dtype "
-        "(e.g. LightGBM or XGBoost with categorical support); default: strings",
+        help="read the text columns of a .csv table as pandas categories, for a local teacher (a .skops file) that needs "
+        "the category dtype; default: strings",
     )
     distill.add_argument("--out", required=True, metavar="DIR", help="directory for the student")
     remote = distill.add_argument_group("remote teacher")

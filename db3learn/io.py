@@ -361,9 +361,10 @@ def load_student(directory):
     try:
         classes = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
         return SavedStudent(module, classes, config)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(
-            f"{config_path} holds classes, n_features_in or input_affine of the wrong form ({_reason(exc)}). {redo}"
+            f"{config_path} holds classes, n_features_in, input_affine or input_columns of the wrong form "
+            f"({_reason(exc)}). {redo}"
         ) from exc
 
 
@@ -384,6 +385,8 @@ class _TableColumns:
         self.scale = np.asarray([c["scale"] for c in columns], dtype=np.float64)
         self.categories = [c.get("categories") for c in columns]
         self.offset = np.asarray(described["student_offset"], dtype=np.float64)
+        if not (np.all(np.isfinite(self.scale)) and np.all(self.scale > 0) and np.all(np.isfinite(self.center))):
+            raise ValueError("input_columns need finite centres and positive, finite scales")
         widths = [len(c) if t == "categorical" else 1 for t, c in zip(self.types, self.categories)]
         self.starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
         if int(np.sum(widths)) != len(self.offset):
