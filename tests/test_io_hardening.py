@@ -192,11 +192,11 @@ def _edit(change):
         (_edit(lambda c: c.pop("classes")), " lacks the keys ['classes'] of a db3learn student configuration."),
         (
             _edit(lambda c: c.update(classes_dtype="<q9")),
-            " holds classes, n_features_in or input_affine of the wrong form (TypeError: ",
+            " holds classes, n_features_in, input_affine or input_columns of the wrong form (TypeError: ",
         ),
         (
             _edit(lambda c: c.update(n_features_in="sixty-four")),
-            " holds classes, n_features_in or input_affine of the wrong form (ValueError: ",
+            " holds classes, n_features_in, input_affine or input_columns of the wrong form (ValueError: ",
         ),
         (lambda p: p.write_text(p.read_text()[:-20]), " is not JSON (JSONDecodeError: "),
     ],
