@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._input_space import _ONE_HOT
+from ._input_space import _ONE_HOT, _codes, is_frame
 from .exceptions import UntrustedModelError
 from .models import MLP, LeNet5
 
@@ -383,7 +383,9 @@ class _TableColumns:
         self.types = [c["type"] for c in columns]
         self.center = np.asarray([c["center"] for c in columns], dtype=np.float64)
         self.scale = np.asarray([c["scale"] for c in columns], dtype=np.float64)
-        self.categories = [c.get("categories") for c in columns]
+        self.categories = [
+            None if c.get("categories") is None else np.asarray(c["categories"], dtype=object) for c in columns
+        ]
         self.offset = np.asarray(described["student_offset"], dtype=np.float64)
         if not (np.all(np.isfinite(self.scale)) and np.all(self.scale > 0) and np.all(np.isfinite(self.center))):
             raise ValueError("input_columns need finite centres and positive, finite scales")
@@ -408,9 +410,10 @@ class _TableColumns:
     def to_student(self, X):
         """Rows of a DataFrame (columns by name) or a 2-D array (by position) as float32 student inputs."""
         n = len(self.types)
-        if hasattr(X, "iloc") and hasattr(X, "columns"):
+        if is_frame(X):
             if self.names is not None:
-                missing = [c for c in self.names if c not in set(X.columns)]
+                given = set(X.columns)
+                missing = [c for c in self.names if c not in given]
                 if missing:
                     raise ValueError(
                         f"X lacks the columns {missing[:10]} the student was distilled on; expected the columns "
@@ -437,8 +440,7 @@ class _TableColumns:
         for j, (t, v) in enumerate(zip(self.types, values)):
             start = self.starts[j]
             if t == "categorical":  # an unseen category: an all-zero block, as in distillation
-                lookup = {c: i for i, c in enumerate(self.categories[j])}
-                codes = np.fromiter((lookup.get(x, -1) for x in v.tolist()), dtype=np.int64, count=len(v))
+                codes = _codes(self.categories[j], v)
                 rows = np.flatnonzero(codes >= 0)
                 Z[rows, start + codes[rows]] = _ONE_HOT
             else:
