@@ -236,9 +236,12 @@ class _V2(_Codec):
         self.metadata_path = base
 
     def request(self, X, input_name, datatype):
-        body = {
-            "inputs": [{"name": input_name, "shape": list(X.shape), "datatype": datatype, "data": X.ravel().tolist()}]
-        }
+        return self._body(
+            {"inputs": [{"name": input_name, "shape": list(X.shape), "datatype": datatype, "data": X.ravel().tolist()}]}
+        )
+
+    def _body(self, body):
+        """``body`` asking for the output ``output_name``, when one is named."""
         if self.output_name is not None:
             body["outputs"] = [{"name": self.output_name}]
         return body
@@ -251,10 +254,7 @@ class _V2(_Codec):
             if datatype == "BYTES":  # UTF-8 strings, as MLServer's StringCodec reads them
                 tensor["parameters"] = {"content_type": "str"}
             inputs.append(tensor)
-        body = {"parameters": {"content_type": "pd"}, "inputs": inputs}
-        if self.output_name is not None:
-            body["outputs"] = [{"name": self.output_name}]
-        return body
+        return self._body({"parameters": {"content_type": "pd"}, "inputs": inputs})
 
     def labels(self, answer, n, raw):
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
