@@ -80,8 +80,8 @@ class Faults:
     retry_after : int, default=1
         Seconds, sent in the ``Retry-After`` header of a 429.
     stall_after : int or None, default=None
-        Once this many rows have been answered, every later inference
-        request is held for ``stall_seconds`` and then refused with 503:
+        Once requests holding this many rows have been let through (answered
+        or being answered), every later inference request is held for ``stall_seconds`` and then refused with 503:
         a test can kill a client or the server mid-run at a known point.
     stall_seconds : float, default=60.0
     seed : int, default=0
@@ -271,6 +271,7 @@ class _Ledger:
         self.requests = 0
         self.rows_received = 0
         self.rows_answered = 0
+        self.rows_admitted = 0  # rows let past the stall check (answered, or being answered)
         self.stalled = 0
         self.faults = Counter()
         self.refused = Counter()
@@ -642,9 +643,13 @@ def create_app(
         """Labels for ``X``, after the injected faults; a JSONResponse when a fault answers instead."""
         with book._lock:
             book.rows_received += len(X)
-            stall = faults.stall_after is not None and book.rows_answered >= faults.stall_after
+            # decided on the rows already let through, not those answered: requests that arrive while
+            # earlier ones are still being answered cannot slip past the stall point
+            stall = faults.stall_after is not None and book.rows_admitted >= faults.stall_after
             if stall:
                 book.stalled += 1
+            else:
+                book.rows_admitted += len(X)
         if stall:
             try:
                 await asyncio.sleep(faults.stall_seconds)
