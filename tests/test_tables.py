@@ -251,8 +251,10 @@ def test_soft_label_check_picks_the_loss_on_held_out_rows(credit):
     assert checked.n_queries_ <= 1.1 * unchecked.n_queries_
     assert len(checked.soft_labeler_.references_) == 160  # the held-out fifth is no reference
     scores = checked.soft_label_check_
-    assert set(scores) == {"soft labels", "copycat"} and all(0 <= v <= 1 for v in scores.values())
+    # "auto" checks the queried rows too, on a table
+    assert set(scores) == {"soft labels", "copycat", "queried rows"} and all(0 <= v <= 1 for v in scores.values())
     chose_copycat = scores["copycat"] >= scores["soft labels"]
+    assert checked.queried_rows_ == (scores["queried rows"] >= scores["copycat" if chose_copycat else "soft labels"])
     assert checked.kd_weight_ == (0.0 if chose_copycat else 1.0) == checked.student_.kd_weight
     assert (checked.boundary_weight_ == 0.0) == chose_copycat
     assert unchecked.soft_label_check_ is None and unchecked.kd_weight_ == 1.0
