@@ -29,6 +29,7 @@ def _demo(args):
         n_directions=args.n_directions,
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
+        queried_epochs=args.queried_epochs,
         random_state=args.seed,
         verbose=not args.quiet,
     )
@@ -163,7 +164,19 @@ def build_parser():
     )
     demo.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
     demo.add_argument("--teacher-epochs", type=int, default=10, help="(default: 10)")
-    demo.add_argument("--student-epochs", type=int, default=40, help="(default: 40)")
+    demo.add_argument(
+        "--student-epochs",
+        type=int,
+        default=40,
+        help="epochs of the transfer-set-only student and of the copycat (default: 40)",
+    )
+    demo.add_argument(
+        "--queried-epochs",
+        type=int,
+        default=None,
+        help="epochs of the default student over the transfer set and the queried rows "
+        "(default: DB3Distiller's, about 3,000 steps)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--json", action="store_true", help="print the figures as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -21,6 +21,8 @@ def test_demo_small_run_prints_every_figure(capsys):
             "2",
             "--student-epochs",
             "3",
+            "--queried-epochs",
+            "1",
             "--json",
             "--quiet",
         ]
@@ -29,10 +31,11 @@ def test_demo_small_run_prints_every_figure(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n_transfer"] == 150 and out["n_test"] == 300
     assert out["teacher_accuracy"] > 0.8  # a LeNet-5 after two epochs on 4,700 real digits
-    for key in ("student_accuracy", "student_fidelity", "copycat_accuracy", "copycat_fidelity"):
-        assert 0.0 <= out[key] <= 1.0
+    for key in ("student", "transfer_only", "copycat"):
+        assert 0.0 <= out[f"{key}_accuracy"] <= 1.0 and 0.0 <= out[f"{key}_fidelity"] <= 1.0
     assert out["copycat_queries"] == 150  # the copycat pays for the labels only
     assert out["student_queries"] > 150  # boundary searches on top of that
+    assert out["n_queried_rows"] == out["student_queries"]  # every row the teacher answered, once
 
 
 def test_demo_without_mlxtend_says_how_to_install_it(capsys, monkeypatch):
@@ -51,9 +54,32 @@ def test_demo_without_mlxtend_says_how_to_install_it(capsys, monkeypatch):
 def test_demo_table(capsys):
     from db3learn.demo import DemoResult, format_demo
 
-    r = DemoResult(0.97, 0.955, 0.97, 0.93, 0.94, 390848, 1000, 1000, 1000, "bd", 2.0, 10.0, 60.0, 5.0)
-    text = format_demo(r)
-    assert "DB3KD student (BD, T=2)" in text and "95.50%" in text and "390,848" in text
+    r = DemoResult(
+        teacher_accuracy=0.97,
+        student_accuracy=0.962,
+        student_fidelity=0.985,
+        transfer_only_accuracy=0.955,
+        transfer_only_fidelity=0.97,
+        copycat_accuracy=0.93,
+        copycat_fidelity=0.94,
+        student_queries=390848,
+        copycat_queries=1000,
+        n_transfer=1000,
+        n_test=1000,
+        method="bd",
+        temperature=2.0,
+        time_teacher=10.0,
+        time_student=150.0,
+        time_transfer_only=60.0,
+        time_copycat=5.0,
+        n_queried_rows=390848,
+    )
+    lines = format_demo(r).splitlines()
+    default = next(line for line in lines if line.startswith("db3learn default"))
+    assert "96.20%" in default and "98.50%" in default and "390,848" in default
+    only = next(line for line in lines if line.startswith("transfer set only (BD, T=2)"))
+    assert "95.50%" in only and "97.00%" in only and "390,848" in only  # one search for both
+    assert "its 390,848 queried rows" in lines[-1]
 
 
 def test_version_and_bad_options(capsys):
