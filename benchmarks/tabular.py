@@ -516,7 +516,11 @@ def main(argv=None):
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
-    parser.add_argument("--replot", action="store_true", help="redraw the figure from <out>/<tag>.csv; run nothing")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="rewrite the summary and redraw the figure from <out>/<tag>.csv; run nothing",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -526,7 +530,11 @@ def main(argv=None):
     tag = args.tag or ("tabular_quick" if args.quick else "tabular")
     if args.replot:
         records = read_records(out / f"{tag}.csv")
-        rows, _ = summarise(records)
+        rows, gaps = summarise(records)
+        write_csv(out / f"{tag}_summary.csv", rows)  # rows merged into the CSV by hand get their means too
+        if gaps:
+            write_csv(out / f"{tag}_gaps.csv", gaps)
+        print_tables(rows, gaps)
         n_seeds = len({r["seed"] for r in records})
         title = f"Students of scikit-learn teachers on real tables ({n_seeds} seed{'s' * (n_seeds > 1)})"
         plot(rows, out / f"{tag}.png", title)
