@@ -69,7 +69,7 @@ print(f"serving digits-svc on {url}")
 # needs no teacher any more. Whatever happens, the ``finally`` clause shuts the server down.
 teacher = RemoteTeacher(url, "digits-svc", max_queries=500_000)
 try:
-    student = DB3Distiller(teacher, max_epochs=20, random_state=0).fit(X[1000:1300])
+    student = DB3Distiller(teacher, random_state=0).fit(X[1000:1300])
     print(f"fidelity on held-out digits: {student.score(X[1300:]):.3f}")
     print(f"queries {teacher.n_queries:,}, HTTP requests {teacher.n_requests}, retries {teacher.n_retries}")
     print("student's labels of 10 digits:", student.predict(X[1300:1310]))
