@@ -6,7 +6,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.metrics import accuracy_score, pairwise_distances_argmin
+from sklearn.metrics import accuracy_score
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -132,10 +133,15 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         queries per digit) fidelity rose from 97.6 % to 98.8 %. It costs no
         queries; it costs memory for the rows (at most 2 GiB:
         ``Teacher(keep_rows=...)``) and training time (on MNIST with 2 CPU
-        cores, about 200 s against 40 s for the transfer set alone). It switches the teacher's ``keep_rows``
+        cores that other work shared, 200 to 680 s against about 40 s for
+        the transfer set alone). It switches the teacher's ``keep_rows``
         on; if the teacher answered the searches before without keeping
         rows, they run again from its cached answers (no query, search time
-        only) so that their rows are kept.
+        only) so that their rows are kept, and when the fit ends it switches
+        ``keep_rows`` off again and forgets them, so that rows the teacher
+        answers later (a ``score``, another fit) never become training rows
+        and a pickled distiller does not carry them (a teacher with
+        ``keep_rows`` already on keeps every row, as its owner asked).
         ``"auto"``: on for images (an ``input_space_`` that is the
         identity); for tables, the soft-label check (``soft_label_check``)
         also trains a student with the queried rows on its four fifths
@@ -143,8 +149,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         used unless it agrees less with the teacher on the held-out fifth:
         on tables they helped linear teachers and hurt some tree teachers,
         whose searched rows fell almost all in one class (benchmark g).
-        Without the check (fewer than 100 rows or ``soft_label_check=False``)
-        a table trains without them; with ``kd_weight=0`` (a copycat, no
+        Without the check (``soft_label_check=False``, or ``"auto"`` on fewer
+        than 100 rows) a table trains without them; with ``kd_weight=0`` (a copycat, no
         search) neither does an image.
         ``False``: the paper's DB3KD, which learns from the transfer set
         alone. ``queried_rows_`` says what was done.
@@ -413,57 +419,70 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             held_out = order[: max(1, int(round(_CHECK_FRACTION * len(Z))))]
             labeler._restrict_references(np.setdiff1d(np.arange(len(Z)), held_out))
         queried_mode = self._queried_mode(held_out)
-        if queried_mode and not teacher.keep_rows:
+        lent = bool(queried_mode) and not teacher.keep_rows  # this fit keeps the rows, and hands them back
+        if lent:
             teacher.keep_rows = True  # before the searches of this fit
             if teacher.cache:  # cached distances would skip the searches whose rows are wanted: search again,
                 with teacher._lock:  # from the cached answers (no query), so that their rows are kept
                     teacher._memo.clear()
-        boundary = None
-        self.boundary_weight_ = 0.0
-        if self.kd_weight > 0:
-            self.boundary_weight_ = self._boundary_weight(labeler)
-            if self.boundary_weight_ > 0:  # first: a method without boundary points fails before the search is paid
-                points, nearest = labeler._boundary_points(X)
-                found = np.flatnonzero(nearest >= 0)
-                boundary = (self._centred(points[found]).astype(np.float32, copy=False), hard[found], nearest[found])
-            distances = labeler.boundary_distances(X)  # cached by boundary_points' search when it ran
-            self.temperature_ = self._temperature(distances, labeler)
-            logits = distances_to_logits(distances, labeler.distance_to_logit)
-            target = np.column_stack([hard, logits]).astype(np.float32)
-            self.soft_labeler_ = labeler
-        else:
-            self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
-            target = hard.astype(np.int64)
-            self.soft_labeler_ = None
-        self.kd_weight_ = float(self.kd_weight)
-        self.soft_label_check_ = None
-        if held_out is not None:
-            self.soft_label_check_ = self._check_soft_labels(
-                Z, target, hard, boundary, found if boundary else None, held_out, seed
+        try:
+            boundary = None
+            self.boundary_weight_ = 0.0
+            if self.kd_weight > 0:
+                self.boundary_weight_ = self._boundary_weight(labeler)
+                if self.boundary_weight_ > 0:  # first: a method without boundary points fails before the search is paid
+                    points, nearest = labeler._boundary_points(X)
+                    found = np.flatnonzero(nearest >= 0)
+                    boundary = (
+                        self._centred(points[found]).astype(np.float32, copy=False),
+                        hard[found],
+                        nearest[found],
+                    )
+                distances = labeler.boundary_distances(X)  # cached by boundary_points' search when it ran
+                self.temperature_ = self._temperature(distances, labeler)
+                logits = distances_to_logits(distances, labeler.distance_to_logit)
+                target = np.column_stack([hard, logits]).astype(np.float32)
+                self.soft_labeler_ = labeler
+            else:
+                self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
+                target = hard.astype(np.int64)
+                self.soft_labeler_ = None
+            self.kd_weight_ = float(self.kd_weight)
+            self.soft_label_check_ = None
+            if held_out is not None:
+                self.soft_label_check_ = self._check_soft_labels(
+                    Z, target, hard, boundary, found if boundary else None, held_out, seed
+                )
+                if (
+                    self.soft_label_check_["copycat"] >= self.soft_label_check_["soft labels"]
+                ):  # the soft labels must win
+                    self.kd_weight_, self.boundary_weight_ = 0.0, 0.0
+                    target, boundary = hard.astype(np.int64), None
+            Z = Z.astype(np.float32, copy=False)
+            queried = self._queried(teacher, labeler) if queried_mode else None
+            if queried is not None and queried_mode == "check":
+                chosen = "copycat" if self.kd_weight_ == 0 else "soft labels"
+                self.soft_label_check_["queried rows"] = self._check_queried(
+                    Z, target, hard, boundary, found if boundary is not None else None, held_out, queried, seed
+                )
+                if self.soft_label_check_["queried rows"] < self.soft_label_check_[chosen]:  # a tie keeps them
+                    queried = None
+            self.queried_rows_ = queried is not None
+            self.n_queried_rows_ = 0 if queried is None else len(queried[1])
+            if queried is not None:  # one training set: the transfer set with its soft labels, the queried rows without
+                Zq, codes = queried
+                Z, target = np.concatenate([Z, Zq]), np.concatenate([target, _queried_targets(codes, target)])
+            self.student_ = self._build_student(
+                Z.shape[1], len(self.classes_), n_rows=len(Z), queried=queried is not None
             )
-            if self.soft_label_check_["copycat"] >= self.soft_label_check_["soft labels"]:  # the soft labels must win
-                self.kd_weight_, self.boundary_weight_ = 0.0, 0.0
-                target, boundary = hard.astype(np.int64), None
-        Z = Z.astype(np.float32, copy=False)
-        queried = self._queried(teacher, labeler) if queried_mode else None
-        if queried is not None and queried_mode == "check":
-            chosen = "copycat" if self.kd_weight_ == 0 else "soft labels"
-            self.soft_label_check_["queried rows"] = self._check_queried(
-                Z, target, hard, boundary, found if boundary is not None else None, held_out, queried, seed
-            )
-            if self.soft_label_check_["queried rows"] < self.soft_label_check_[chosen]:  # a tie keeps them
-                queried = None
-        self.queried_rows_ = queried is not None
-        self.n_queried_rows_ = 0 if queried is None else len(queried[1])
-        if queried is not None:  # one training set: the transfer set with its soft labels, the queried rows without
-            Zq, codes = queried
-            Z, target = np.concatenate([Z, Zq]), np.concatenate([target, _queried_targets(codes, target)])
-        self.student_ = self._build_student(Z.shape[1], len(self.classes_), n_rows=len(Z), queried=queried is not None)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.student_.fit(Z, target, boundary=boundary)
-        self.n_queries_ = teacher.n_queries - q0
-        return self
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.student_.fit(Z, target, boundary=boundary)
+            self.n_queries_ = teacher.n_queries - q0
+            return self
+        finally:
+            if lent:  # the next fit, a score or a pickle of the teacher neither sees nor carries these rows
+                teacher._drop_kept_rows()
 
     def _queried(self, teacher, labeler):
         """The rows the teacher kept, as the student sees them, with their class indices; None if none."""
@@ -486,7 +505,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if self.kd_weight == 0:
             return False  # a copycat: no search, so no rows beyond the transfer set
         if self.input_space_.identity_:
-            return True  # images: they helped on every seed (benchmark g)
+            return True  # images: they helped on every seed (benchmarks a and g)
         return "check" if held_out is not None else False  # tables: they helped linear teachers, hurt some trees
 
     def _check_queried(self, Z, target, hard, boundary, boundary_rows, held_out, queried, seed):
@@ -497,7 +516,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         check does not score the student on rows it was shown.
         """
         Zq, codes = queried
-        clean = ~np.isin(pairwise_distances_argmin(Zq, Z), held_out)
+        nearest = NearestNeighbors(n_neighbors=1).fit(Z).kneighbors(Zq, return_distance=False)[:, 0]
+        clean = ~np.isin(nearest, held_out)
         in_train = np.ones(len(Z), dtype=bool)
         in_train[held_out] = False
         y = target[in_train]

@@ -271,7 +271,8 @@ class Teacher:
     keep_rows : bool or int, default=False
         Keep every row answered (and every row recalled from a disk cache)
         with its label, for :meth:`queried_rows`: the training data of
-        ``DB3Distiller(queried_rows=True)``. ``True`` keeps up to 2 GiB of
+        ``DB3Distiller(queried_rows=...)``, which switches it on for its fit
+        (and off again after) when it is off. ``True`` keeps up to 2 GiB of
         rows (float64 rows are kept as float32), an integer up to that many
         bytes; past the limit, rows are thinned uniformly at random. May be switched on later
         (``teacher.keep_rows = True``): rows answered before are kept when
@@ -580,6 +581,12 @@ class Teacher:
         if self.keep_rows and len(idx):
             limit = _DEFAULT_KEPT_BYTES if self.keep_rows is True else int(self.keep_rows)
             self._kept.add(X, idx, codes, limit)
+
+    def _drop_kept_rows(self):
+        """Stop keeping rows and forget those kept (a fit that switched ``keep_rows`` on, when it ends)."""
+        with self._lock:
+            self.keep_rows = False
+            self._kept = _KeptRows()
 
     def queried_rows(self):
         """The rows this teacher answered, with their labels: every answer as training data.

@@ -80,8 +80,9 @@ class Faults:
     retry_after : int, default=1
         Seconds, sent in the ``Retry-After`` header of a 429.
     stall_after : int or None, default=None
-        Once requests holding this many rows have been let through (answered
-        or being answered), every later inference request is held for ``stall_seconds`` and then refused with 503:
+        Once requests holding this many rows have been let through (answered,
+        being answered, or refused by another injected fault), every later
+        inference request is held for ``stall_seconds`` and then refused with 503:
         a test can kill a client or the server mid-run at a known point.
     stall_seconds : float, default=60.0
     seed : int, default=0

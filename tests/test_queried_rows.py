@@ -128,8 +128,9 @@ def test_distiller_trains_on_every_row_the_search_asked(digits):
     model = CountingModel(svc)
     teacher = Teacher(model)
     distiller = DB3Distiller(teacher, queried_rows=True, max_epochs=5, random_state=0).fit(X[:150])
-    assert teacher.keep_rows is True
     assert distiller.n_queried_rows_ == model.rows == distiller.n_queries_ > 100 * 150
+    # the fit kept the rows for itself: the teacher is handed back as it was, without them
+    assert teacher.keep_rows is False and len(teacher.queried_rows()[1]) == 0
     # one epoch is a pass over the transfer set and every queried row, in batches of 256
     assert len(distiller.student_.history[0, "batches"]) == -(-(150 + distiller.n_queried_rows_) // 256)
     plain = DB3Distiller(teacher, queried_rows=False, max_epochs=5, random_state=0).fit(X[:150])
@@ -151,7 +152,7 @@ def test_distiller_on_a_table_trains_on_valid_queried_rows():
         make_column_transformer((OneHotEncoder(handle_unknown="ignore"), strings), remainder="passthrough"),
         HistGradientBoostingClassifier(random_state=0),
     ).fit(X, y)
-    wrapped = Teacher(teacher)
+    wrapped = Teacher(teacher, keep_rows=True)  # the user's own: its rows stay after the fit
     distiller = DB3Distiller(wrapped, queried_rows=True, soft_label_check=False, max_epochs=3, random_state=0).fit(
         X[:120]
     )
@@ -262,3 +263,20 @@ def test_on_a_table_the_check_leaves_out_queried_rows_that_lose():
     _check_decides(distiller)
     assert not distiller.queried_rows_
     assert distiller.score(X_test) > forced.score(X_test)
+
+
+def test_rows_the_teacher_answers_after_a_fit_never_train_the_next_one(digits):
+    # score() asks the teacher the test rows: a later fit must not learn them (they would be scored on again),
+    # and a pickled distiller must not carry the rows its fit trained on
+    import pickle
+
+    X, y, X_test, _ = digits
+    teacher = Teacher(SVC().fit(X, y))
+    first = DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:100])
+    assert first.queried_rows_ and first.n_queried_rows_ > 1000
+    first.score(X_test[:300])
+    again = DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:100])
+    assert again.n_queried_rows_ == first.n_queried_rows_ and again.n_queries_ == 0
+    np.testing.assert_array_equal(again.predict(X_test), first.predict(X_test))  # the same student
+    paper = DB3Distiller(teacher, queried_rows=False, max_epochs=2, random_state=0).fit(X[:100])
+    assert len(pickle.dumps(first)) < 2 * len(pickle.dumps(paper))
