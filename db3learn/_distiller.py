@@ -453,9 +453,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 self.soft_label_check_ = self._check_soft_labels(
                     Z, target, hard, boundary, found if boundary else None, held_out, seed
                 )
-                if (
-                    self.soft_label_check_["copycat"] >= self.soft_label_check_["soft labels"]
-                ):  # the soft labels must win
+                scores = self.soft_label_check_
+                if scores["copycat"] >= scores["soft labels"]:  # the soft labels must win
                     self.kd_weight_, self.boundary_weight_ = 0.0, 0.0
                     target, boundary = hard.astype(np.int64), None
             Z = Z.astype(np.float32, copy=False)
