@@ -1,6 +1,7 @@
 """DB3Distiller: a scikit-learn classifier distilled from a label-only teacher."""
 
 import inspect
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -20,7 +21,7 @@ from ._labeler import _POINTING, DecisionBoundarySoftLabeler
 from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._student import KDStudent, _EpochBar
 from ._teachers import _TeacherParamMixin
-from ._zero_shot import ZeroShotTransferSet
+from ._zero_shot import ZeroShotTransferSet, _user_stacklevel
 from .models import MLP, default_hidden_units
 
 __all__ = ["DB3Distiller"]
@@ -459,6 +460,15 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                     target, boundary = hard.astype(np.int64), None
             Z = Z.astype(np.float32, copy=False)
             queried = self._queried(teacher, labeler) if queried_mode else None
+            if queried is None and queried_mode is True and lent and not teacher.cache and self.kd_weight > 0:
+                warnings.warn(
+                    "DB3Distiller: the teacher kept no queried rows, so the student trained on the transfer set "
+                    "alone: the teacher (cache=False) remembered the boundary distances of an earlier fit and did "
+                    "not search again. Use a teacher with cache=True (its answers make the searches free to "
+                    "repeat), or pass queried_rows=False to say that the transfer set alone is meant.",
+                    UserWarning,
+                    stacklevel=_user_stacklevel(),
+                )
             if queried is not None and queried_mode == "check":
                 chosen = "copycat" if self.kd_weight_ == 0 else "soft labels"
                 self.soft_label_check_["queried rows"] = self._check_queried(

@@ -280,3 +280,15 @@ def test_rows_the_teacher_answers_after_a_fit_never_train_the_next_one(digits):
     np.testing.assert_array_equal(again.predict(X_test), first.predict(X_test))  # the same student
     paper = DB3Distiller(teacher, queried_rows=False, max_epochs=2, random_state=0).fit(X[:100])
     assert len(pickle.dumps(first)) < 2 * len(pickle.dumps(paper))
+
+
+def test_a_teacher_without_cache_that_skips_the_searches_says_the_rows_are_missing(digits):
+    X, y, _, _ = digits
+    teacher = Teacher(SVC().fit(X, y), cache=False)
+    DB3Distiller(teacher, queried_rows=False, max_epochs=2, random_state=0).fit(X[:60])
+    asked = teacher.n_queries
+    with pytest.warns(UserWarning, match="kept no queried rows.*cache=True") as caught:
+        again = DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:60])
+    assert caught[0].filename == __file__  # points at the user's line
+    assert not again.queried_rows_ and again.n_queried_rows_ == 0
+    assert teacher.n_queries == asked + 60  # the labels again (no cache), but no search
