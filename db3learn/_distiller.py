@@ -137,8 +137,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         cores that other work shared, 200 to 680 s against about 40 s for
         the transfer set alone). It switches the teacher's ``keep_rows``
         on; if the teacher answered the searches before without keeping
-        rows, they run again from its cached answers (no query, search time
-        only) so that their rows are kept, and when the fit ends it switches
+        rows, they run again from its cached answers (a search asked before
+        costs no query, only search time) so that their rows are kept, and when the fit ends it switches
         ``keep_rows`` off again and forgets them, so that rows the teacher
         answers later (a ``score``, another fit) never become training rows
         and a pickled distiller does not carry them (a teacher with

@@ -67,8 +67,9 @@ def test_grid_search_over_temperature_reuses_answers_and_distances(digits, svc):
     single = CountingModel(svc)
     DB3Distiller(single, soft_labeler=_labeler(), max_epochs=5, random_state=0).fit(X)
     counting = CountingModel(svc)
+    # as the docs search: the soft labels on the transfer set alone; each fold reuses the first fit's distances
     search = GridSearchCV(
-        DB3Distiller(counting, soft_labeler=_labeler(), max_epochs=5, random_state=0),
+        DB3Distiller(counting, soft_labeler=_labeler(), queried_rows=False, max_epochs=5, random_state=0),
         {"temperature": [0.25, 0.5, 1.0, 2.0]},
         cv=3,
     ).fit(X)
