@@ -40,19 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent, TorchTeacher  # noqa: E402
+from db3learn._distiller import _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' own rule
 from db3learn.models import LeNet5  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = [1, 10, 30, 100, 300, 1000]
-STEPS, BATCH = 3000, 256  # DB3Distiller's training over the queried rows (about 3,000 steps of 256)
 
 
 def training(n_rows, n_transfer):
-    """Epochs and batch size the defaults would use for ``n_rows`` rows."""
+    """Epochs and batch size the defaults would use for ``n_rows`` rows (about 3,000 steps of 256 beyond the transfer set)."""
     if n_rows <= n_transfer:
         return 50, 32
-    steps = -(-n_rows // BATCH)
-    return min(50, max(2, -(-STEPS // steps))), BATCH
+    return _queried_epochs(n_rows, _QUERIED_BATCH_SIZE, 50), _QUERIED_BATCH_SIZE
 
 
 def train_student(X, target, seed, n_transfer, temperature=1.0):

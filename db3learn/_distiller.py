@@ -43,11 +43,32 @@ _QUERIED_MIN_EPOCHS = 2
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
 
+def _queried_epochs(n_rows, batch_size, max_epochs):
+    """Epochs over ``n_rows`` rows in batches of ``batch_size`` for about ``_QUERIED_STEPS`` steps (2 to ``max_epochs``)."""
+    steps = -(-n_rows // batch_size)
+    return min(max_epochs, max(_QUERIED_MIN_EPOCHS, -(-_QUERIED_STEPS // steps)))
+
+
 def _queried_targets(codes, target):
     """Targets of queried rows in the layout of ``target``: the class index, and NaN logits (no soft label)."""
     if target.ndim == 1:
         return codes.astype(target.dtype)
     return np.column_stack([codes, np.full((len(codes), target.shape[1] - 1), np.nan)]).astype(np.float32)
+
+
+def _outside(n, held_out):
+    """Boolean mask of the ``n`` rows not in ``held_out``."""
+    mask = np.ones(n, dtype=bool)
+    mask[held_out] = False
+    return mask
+
+
+def _training_points(boundary, boundary_rows, in_train):
+    """The boundary points whose transfer rows (``boundary_rows``) train, or None without points."""
+    if boundary is None:
+        return None
+    keep = in_train[boundary_rows]
+    return tuple(a[keep] for a in boundary)
 
 
 class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
@@ -527,19 +548,25 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Zq, codes = queried
         nearest = NearestNeighbors(n_neighbors=1).fit(Z).kneighbors(Zq, return_distance=False)[:, 0]
         clean = ~np.isin(nearest, held_out)
-        in_train = np.ones(len(Z), dtype=bool)
-        in_train[held_out] = False
+        in_train = _outside(len(Z), held_out)
         y = target[in_train]
-        points = None
-        if boundary is not None:
-            keep = in_train[boundary_rows]
-            points = tuple(a[keep] for a in boundary)
-        Zc = np.concatenate([Z[in_train], Zq[clean]])
-        net = self._build_student(Z.shape[1], len(self.classes_), n_rows=len(Zc), queried=True)
+        return self._held_out_fidelity(
+            np.concatenate([Z[in_train], Zq[clean]]),
+            np.concatenate([y, _queried_targets(codes[clean], y)]),
+            _training_points(boundary, boundary_rows, in_train),
+            Z[held_out],
+            hard[held_out],
+            seed,
+            queried=True,
+        )
+
+    def _held_out_fidelity(self, Z_train, y_train, points, Z_held, hard_held, seed, **build):
+        """Train a student (``_build_student(**build)``) with ``seed``; its agreement with ``hard_held``."""
+        net = self._build_student(Z_train.shape[1], len(self.classes_), n_rows=len(Z_train), **build)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net.fit(Zc, np.concatenate([y, _queried_targets(codes[clean], y)]), boundary=points)
-        return float(np.mean(net.predict(Z[held_out]) == hard[held_out]))
+            net.fit(Z_train, y_train, boundary=points)
+        return float(np.mean(net.predict(Z_held) == hard_held))
 
     def _checks_soft_labels(self, Z):
         if self.soft_label_check == "auto":
@@ -553,27 +580,25 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         used only those rows as references), with the same seed; ``held_out`` scores them against
         the teacher's labels, which ``fit`` already has.
         """
-        in_train = np.ones(len(Z), dtype=bool)
-        in_train[held_out] = False
-        train = np.flatnonzero(in_train)
+        in_train = _outside(len(Z), held_out)
         Z = Z.astype(np.float32, copy=False)
-        scores = {}
         candidates = {
             "soft labels": (target, boundary, float(self.kd_weight), self.boundary_weight_),
             "copycat": (hard.astype(np.int64), None, 0.0, 0.0),
         }
-        for name, (y, points, kd_weight, boundary_weight) in candidates.items():
-            if points is not None:
-                keep = in_train[boundary_rows]
-                points = tuple(a[keep] for a in points)
-            net = self._build_student(
-                Z.shape[1], len(self.classes_), n_rows=len(train), kd_weight=kd_weight, boundary_weight=boundary_weight
+        return {
+            name: self._held_out_fidelity(
+                Z[in_train],
+                y[in_train],
+                _training_points(points, boundary_rows, in_train),
+                Z[held_out],
+                hard[held_out],
+                seed,
+                kd_weight=kd_weight,
+                boundary_weight=boundary_weight,
             )
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                net.fit(Z[train], y[train], boundary=points)
-            scores[name] = float(np.mean(net.predict(Z[held_out]) == hard[held_out]))
-        return scores
+            for name, (y, points, kd_weight, boundary_weight) in candidates.items()
+        }
 
     def _boundary_weight(self, labeler):
         """The weight given, else the default where the labeler's method finds boundary points."""
@@ -667,8 +692,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             defaults["max_epochs"] = _TABLE_MAX_EPOCHS
         if queried:  # epochs over every queried row: in large batches, about _QUERIED_STEPS steps
             batch_size = self.batch_size or base.get("batch_size") or _QUERIED_BATCH_SIZE
-            steps = -(-n_rows // batch_size)
-            epochs = min(defaults["max_epochs"], max(_QUERIED_MIN_EPOCHS, -(-_QUERIED_STEPS // steps)))
+            epochs = _queried_epochs(n_rows, batch_size, defaults["max_epochs"])
             defaults.update(max_epochs=epochs, batch_size=_QUERIED_BATCH_SIZE)
         for name, default in defaults.items():
             value = getattr(self, name)
