@@ -115,7 +115,7 @@ def load_data(path, *, text_as="str"):
                     f"{path} must hold numbers separated by commas, or start with a header row naming its columns "
                     f"when some hold text: {exc}"
                 ) from None
-            return _table(_pandas(path).read_csv(path), path, text_as)
+            return _table(_numbers_kept(_pandas(path).read_csv(path), path), path, text_as)
     elif path.suffix == ".parquet":
         try:
             return _table(_pandas(path).read_parquet(path), path)
@@ -141,6 +141,36 @@ def _is_number(text):
     except ValueError:
         return False
     return True
+
+
+#: a CSV text column whose values are numbers but for at most this share is a numeric column with stray tokens
+_STRAY_SHARE = 0.05
+
+
+def _numbers_kept(df, path):
+    """``df`` read from the CSV file ``path``, refused if a column of numbers holds a few stray tokens.
+
+    pandas reads a column of numbers with one ``"?"`` or ``"n/a"`` as text, which would silently make
+    it a category for the distiller and send strings to a teacher fitted on numbers.
+    """
+    pd = _pandas(path)
+    for column in df.columns:
+        values = df[column]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        stray = numbers.isna() & values.notna()
+        if stray.any() and stray.sum() <= _STRAY_SHARE * len(values) and numbers.notna().any():
+            tokens = list(dict.fromkeys(str(v) for v in values[stray]))
+            lines = (np.flatnonzero(stray.to_numpy())[:5] + 2).tolist()  # file lines: the header is line 1
+            raise ValueError(
+                f"{path.name}: column {column!r} holds numbers except for {int(stray.sum()):,} value"
+                f"{'s' if stray.sum() > 1 else ''} {tokens[:5]} (file lines {lines}{', ...' if stray.sum() > 5 else ''}), "
+                "so it would be read as text and the teacher would receive strings in it. Fix or remove those "
+                "rows (missing values must be imputed), or, if the column really holds text, give the table as "
+                ".parquet with that column stored as strings."
+            )
+    return df
 
 
 def _pandas(path):

@@ -174,3 +174,18 @@ def test_budget_error_from_the_library_says_how_to_resume(svc, data_file, tmp_pa
         teacher = RemoteTeacher(url, "digits", max_queries=50, cache_dir=tmp_path)
         with pytest.raises(QueryBudgetExceeded, match=r"raise the budget \(teacher.max_queries = ...\)"):
             run_distill(teacher, data_file, tmp_path / "out", n_directions=2, epochs=1, verbose=False)
+
+
+def test_a_stray_token_in_a_column_of_numbers_is_refused_with_its_lines(credit, tmp_path):
+    """pandas reads a numeric column with one "?" as text; the distiller would make it a category."""
+    df = credit[0].head(200)
+    df.to_csv(tmp_path / "clean.csv", index=False)
+    clean = load_data(tmp_path / "clean.csv")
+    assert clean["Income"].dtype.kind in "if" and clean["Home"].dtype.kind in "OT"  # text stays text
+    dirty = df.astype({"Income": object})
+    dirty.loc[[3, 57], "Income"] = "?"
+    dirty.to_csv(tmp_path / "dirty.csv", index=False)
+    with pytest.raises(
+        ValueError, match=r"column 'Income' holds numbers except for 2 values \['\?'\] \(file lines \[5, 59\]\)"
+    ):
+        load_data(tmp_path / "dirty.csv")
