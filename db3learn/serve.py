@@ -321,7 +321,8 @@ def _column_datatypes(model, names):
     ``OrdinalEncoder``, in a ``Pipeline`` or ``ColumnTransformer``) tells
     the type of the columns it encodes, known by its ``feature_names_in_``
     or by the column names its ``ColumnTransformer`` gives it: ``BYTES``
-    for string categories, else the categories' number type. Other
+    for string categories, else the categories' number type. A saved table
+    student tells the same from the categories it was distilled on. Other
     columns: ``FP64``.
     """
     known = {}
@@ -347,6 +348,12 @@ def _column_datatypes(model, names):
                 selected = None
             visit(item[1], depth + 1, selected)
 
+    columns = getattr(model, "_columns", None)  # a saved table student: its categorical columns' categories
+    if isinstance(model, SavedStudent) and columns is not None and columns.names is not None:
+        for column, categories in zip(columns.names, columns.categories):
+            if categories is not None and len(categories):
+                kind = np.asarray(categories.tolist()).dtype
+                known[str(column)] = "BYTES" if kind.kind in "OUS" else v2_datatype(kind)
     visit(model, 0, None)
     return [known.get(name, "FP64") for name in names]
 

@@ -144,7 +144,9 @@ def test_distilling_a_dataframe_pipeline_through_a_url(credit, pipeline, tmp_pat
     _, server = served(student)
     with server as url:
         again = RemoteTeacher(url, "credit", protocol="v1").predict(held_out[:300])
+        meta = httpx.get(f"{url}/v2/models/credit").json()  # a client building requests from the metadata
     np.testing.assert_array_equal(again, remote.predict(held_out[:300]))
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {c: "BYTES" if c in STRINGS else "FP64" for c in X}
 
 
 def test_the_wire_format_is_the_pandas_codec(misbehaving):
