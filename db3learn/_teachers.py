@@ -535,7 +535,9 @@ class Teacher:
                 new = self._encode(np.asarray([stored[j] for j in found]))
                 codes[idx] = new
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
-                self._keep(X, idx, codes)
+                # a row repeated in X is kept once, as it is asked once: the searches' batches repeat rows
+                _, first = np.unique(np.asarray([keys[i] for i in idx], dtype=object), return_index=True)
+                self._keep(X, idx[np.sort(first)], codes)
 
     def _ask(self, X, to_ask, keys, codes):
         """Ask the model for rows ``to_ask``; fill ``codes``, the caches, the counter.

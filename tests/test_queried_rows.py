@@ -115,8 +115,8 @@ def test_rows_recalled_from_the_disk_cache_are_kept(logreg, digits, tmp_path):
     with thread_server(create_app(logreg, model_name="digits")) as url:
         RemoteTeacher(url, "digits", cache_dir=tmp_path).predict(X)
         resumed = RemoteTeacher(url, "digits", cache_dir=tmp_path, keep_rows=True)
-        resumed.predict(X)
-    rows, labels = resumed.queried_rows()
+        resumed.predict(np.vstack([X, X[:30]]))  # rows repeated in one call, as a search's batches repeat them
+    rows, labels = resumed.queried_rows()  # each row once, as when it is asked
     assert resumed.n_queries == 0 and len(rows) == 120
     np.testing.assert_array_equal(rows, X.astype(np.float32))
     np.testing.assert_array_equal(labels, logreg.predict(X))
@@ -207,8 +207,11 @@ def test_by_default_images_train_on_the_queried_rows_for_about_3000_steps(digits
     assert distiller.student_.max_epochs == min(50, max(2, -(-3000 // steps)))
     assert len(distiller.student_.history) == distiller.student_.max_epochs
     assert len(distiller.student_.history[0, "batches"]) == steps
+    # the learning rate decays along a cosine to 0 over the run's steps (the paper's DB3KD keeps Adam's constant 1e-3)
+    assert distiller.student_.optimizer_.param_groups[0]["lr"] < 1e-3 * 1e-4
     paper = DB3Distiller(teacher, queried_rows=False, random_state=0).fit(X[:150])
     assert not paper.queried_rows_ and paper.n_queried_rows_ == 0 and paper.n_queries_ == 0  # the same answers
+    assert paper.student_.optimizer_.param_groups[0]["lr"] == 1e-3
     # the rows the search paid for teach the student the teacher's boundaries
     assert distiller.score(X_test) > paper.score(X_test)
 
@@ -292,3 +295,21 @@ def test_a_teacher_without_cache_that_skips_the_searches_says_the_rows_are_missi
     assert caught[0].filename == __file__  # points at the user's line
     assert not again.queried_rows_ and again.n_queried_rows_ == 0
     assert teacher.n_queries == asked + 60  # the labels again (no cache), but no search
+
+
+def test_rows_whose_search_a_budget_cut_short_train_on_their_hard_labels(digits):
+    """Truncated searches give coarse upper bounds, not soft labels: with the queried rows those rows are hard labels."""
+    from db3learn import DecisionBoundarySoftLabeler
+
+    X, y, _, _ = digits
+    teacher = Teacher(SVC().fit(X, y))
+    short = DecisionBoundarySoftLabeler(max_queries_per_sample=20)
+    cut = DB3Distiller(teacher, soft_labeler=short, max_epochs=2, random_state=0).fit(X[:150])
+    assert cut.queried_rows_ and cut.n_soft_labels_ == 0 and 150 * 10 < cut.n_queries_ <= 150 * 21
+    assert cut.boundary_weight_ > 0 and cut.student_.boundary_ is None  # no resolved boundary point either
+    paper = DB3Distiller(teacher, soft_labeler=short, queried_rows=False, random_state=0).fit(X[:150])
+    assert paper.n_soft_labels_ == 150 and paper.n_queries_ == 0  # the paper's DB3KD keeps its coarse soft labels
+    full = DB3Distiller(teacher, max_epochs=2, random_state=0).fit(X[:150])
+    _, nearest = full.soft_labeler_.boundary_points(X[:150])
+    assert full.n_soft_labels_ == np.sum(nearest >= 0) > 140  # a search run to its tolerance: soft labels
+    assert full.temperature_ != cut.temperature_
