@@ -17,7 +17,9 @@ that its query count is its own:
   at T = 8 (not label-only: a ceiling for the rows).
 
 Every student trains as the defaults would on that many rows: on up to 1,000 rows 50 epochs
-of 32, on more rows batches of 256 for about 3,000 steps (at least 2 epochs). Scored on the
+of 32, on more rows batches of 256 for about 3,000 steps (at least 2 epochs) with the
+learning rate decaying along a cosine to 0 (the library's own schedule). ``--variants`` adds
+the defaults without the boundary term; ``--defaults-only`` runs the defaults alone. Scored on the
 held-out digits as accuracy and fidelity (agreement with the teacher); fit seconds include the
 search (defaults) or the labelling (mixup).
 
@@ -40,7 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent, TorchTeacher  # noqa: E402
-from db3learn._distiller import _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' own rule
+from db3learn._distiller import (  # noqa: E402 -- the defaults' own training rule
+    _QUERIED_BATCH_SIZE,
+    _cosine_schedule,
+    _queried_epochs,
+)
 from db3learn.models import LeNet5  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -57,6 +63,7 @@ def training(n_rows, n_transfer):
 def train_student(X, target, seed, n_transfer, temperature=1.0):
     """LeNet-5-half on hard labels (1-D ``target``) or on ``[hard, logits...]`` (KD at ``temperature``)."""
     epochs, batch = training(len(X), n_transfer)
+    schedule = None if len(X) <= n_transfer else [("lr_schedule", _cosine_schedule(epochs * -(-len(X) // batch)))]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return KDStudent(
@@ -68,6 +75,7 @@ def train_student(X, target, seed, n_transfer, temperature=1.0):
             lr=1e-3,
             optimizer=torch.optim.Adam,
             classes=list(range(10)),
+            callbacks=schedule,
         ).fit(X, target)
 
 
@@ -109,6 +117,10 @@ def main(argv=None):
     parser.add_argument("--budgets", type=int, nargs="+", default=None, help="queries per transfer digit")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per budget (default 3, quick: 1)")
     parser.add_argument("--white-box", action="store_true", help="add white-box KD on the search's rows (T = 8)")
+    parser.add_argument(
+        "--variants", action="store_true", help="add the defaults without the boundary term (boundary_weight=0)"
+    )
+    parser.add_argument("--defaults-only", action="store_true", help="run the defaults alone (rivals from another run)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
     parser.add_argument("--tag", default=None, help="name of the CSV files (default: budget_curves[_quick])")
     args = parser.parse_args(argv)
@@ -156,7 +168,24 @@ def main(argv=None):
                 "defaults", budget, seed, spent, n_transfer + d.n_queried_rows_, d.predict, time.perf_counter() - start
             )
 
+            if args.defaults_only:
+                write_csv(out / f"{tag}.csv", records)
+                continue
             rows, labels = teacher.queried_rows()
+            if args.variants and budget > 1:
+                variant = TorchTeacher(module, keep_rows=True)
+                start = time.perf_counter()
+                labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
+                dv = DB3Distiller(variant, soft_labeler=labeler, boundary_weight=0, **student).fit(X_transfer)
+                record(
+                    "defaults, boundary_weight=0",
+                    budget,
+                    seed,
+                    variant.n_queries,
+                    n_transfer + dv.n_queried_rows_,
+                    dv.predict,
+                    time.perf_counter() - start,
+                )
             if budget > 1 and len(labels):
                 start = time.perf_counter()
                 net = train_student(rows, labels.astype(np.int64), seed, n_transfer)
