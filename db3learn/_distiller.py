@@ -14,8 +14,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import LRScheduler
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
 
 from ._input_space import InputSpace, check_input, is_frame, take_rows
@@ -49,11 +47,6 @@ def _queried_epochs(n_rows, batch_size, max_epochs):
     """Epochs over ``n_rows`` rows in batches of ``batch_size`` for about ``_QUERIED_STEPS`` steps (2 to ``max_epochs``)."""
     steps = -(-n_rows // batch_size)
     return min(max_epochs, max(_QUERIED_MIN_EPOCHS, -(-_QUERIED_STEPS // steps)))
-
-
-def _cosine_schedule(steps):
-    """A skorch callback that decays the learning rate along a cosine to 0 over ``steps`` training steps."""
-    return LRScheduler(policy=CosineAnnealingLR, T_max=max(1, int(steps)), step_every="batch")
 
 
 def _queried_targets(codes, target):
@@ -210,9 +203,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         skorch's training parameters. ``None`` keeps the value of a skorch
         net given as ``student``, else 50 epochs (150 for a table: an
         ``input_space_`` that is not the identity), batches of 32 (with the
-        queried rows: batches of 256, epochs for about 3,000 steps, and a
-        learning rate that decays along a cosine to 0 over the run, unless
-        ``callbacks`` hold a skorch ``LRScheduler``), Adam at 1e-3, on
+        queried rows: batches of 256, epochs for about 3,000 steps), Adam at
+        1e-3, on
         ``"cpu"``. ``device="cuda"`` trains on a GPU.
     callbacks : list or None, default=None
         skorch callbacks added to the student.
@@ -738,11 +730,6 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         callbacks = list(base.get("callbacks") or [])
         if self.callbacks:
             callbacks += list(self.callbacks)
-        if queried and not any(isinstance(c[1] if isinstance(c, tuple) else c, LRScheduler) for c in callbacks):
-            # the learning rate decays to 0 over the run: at a constant rate the last steps' noise decided up to
-            # 3 points of fidelity between seeds (benchmark h, 10 queries per digit); schedules given are kept
-            steps = base["max_epochs"] * -(-n_rows // base["batch_size"])
-            callbacks.append(("lr_schedule", _cosine_schedule(steps)))
         if self.verbose:
             callbacks.append(("epoch_bar", _EpochBar()))
         base["callbacks"] = callbacks or None

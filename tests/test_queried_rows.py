@@ -207,11 +207,8 @@ def test_by_default_images_train_on_the_queried_rows_for_about_3000_steps(digits
     assert distiller.student_.max_epochs == min(50, max(2, -(-3000 // steps)))
     assert len(distiller.student_.history) == distiller.student_.max_epochs
     assert len(distiller.student_.history[0, "batches"]) == steps
-    # the learning rate decays along a cosine to 0 over the run's steps (the paper's DB3KD keeps Adam's constant 1e-3)
-    assert distiller.student_.optimizer_.param_groups[0]["lr"] < 1e-3 * 1e-4
     paper = DB3Distiller(teacher, queried_rows=False, random_state=0).fit(X[:150])
     assert not paper.queried_rows_ and paper.n_queried_rows_ == 0 and paper.n_queries_ == 0  # the same answers
-    assert paper.student_.optimizer_.param_groups[0]["lr"] == 1e-3
     # the rows the search paid for teach the student the teacher's boundaries
     assert distiller.score(X_test) > paper.score(X_test)
 
