@@ -143,6 +143,12 @@ def _remove_generated(app, exception):
             path.unlink()
 
 
+def _public_bases(app, name, obj, options, bases):
+    """A class page lists its public bases only (not mixins such as ``_TeacherParamMixin``)."""
+    bases[:] = [b for b in bases if not getattr(b, "__name__", "").startswith("_")]
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("build-finished", _remove_generated)
