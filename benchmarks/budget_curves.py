@@ -27,7 +27,8 @@ search (defaults) or the labelling (mixup).
     python benchmarks/budget_curves.py                   # 6 budgets x 3 seeds: hours on 2 CPU cores
     python benchmarks/budget_curves.py --quick           # 200 transfer digits, budgets 1 10 30, 1 seed
 
-Not yet measured on the full setting (see benchmarks/README.md, section h). Results:
+Measured so far on the full setting: budgets 10, 30 and 100 on 3 seeds, the full search on one
+(benchmarks/README.md, section h). Results:
 ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """
 
