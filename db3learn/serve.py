@@ -335,11 +335,9 @@ def _column_datatypes(model, names):
         categories = getattr(estimator, "categories_", None)
         if isinstance(categories, list) and columns is not None and len(categories) == len(columns):
             for column, values in zip(columns, categories):
-                kind = np.asarray(values).dtype
-                try:
-                    known.setdefault(column, "BYTES" if kind.kind in "OUS" else v2_datatype(kind))
-                except ValueError:
-                    pass
+                datatype = _category_datatype(values)
+                if datatype is not None:
+                    known.setdefault(column, datatype)
         for step in getattr(estimator, "steps", None) or ():  # a Pipeline: its first steps see its columns
             visit(step[1], depth + 1, columns)
         for item in getattr(estimator, "transformers_", None) or ():  # a ColumnTransformer: (name, how, columns)
@@ -351,11 +349,22 @@ def _column_datatypes(model, names):
     columns = getattr(model, "_columns", None)  # a saved table student: its categorical columns' categories
     if isinstance(model, SavedStudent) and columns is not None and columns.names is not None:
         for column, categories in zip(columns.names, columns.categories):
-            if categories is not None and len(categories):
-                kind = np.asarray(categories.tolist()).dtype
-                known[str(column)] = "BYTES" if kind.kind in "OUS" else v2_datatype(kind)
+            datatype = None if categories is None or not len(categories) else _category_datatype(categories.tolist())
+            if datatype is not None:
+                known[str(column)] = datatype
     visit(model, 0, None)
     return [known.get(name, "FP64") for name in names]
+
+
+def _category_datatype(values):
+    """The V2 datatype of a column with these categories: ``BYTES`` for strings, else their number type (None if none)."""
+    kind = np.asarray(values).dtype
+    if kind.kind in "OUS":
+        return "BYTES"
+    try:
+        return v2_datatype(kind)
+    except ValueError:
+        return None
 
 
 def _json_kind(value):
