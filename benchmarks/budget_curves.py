@@ -158,39 +158,37 @@ def main(argv=None):
         records.append(row)
         print(row, flush=True)
 
+    def defaults(method, budget, seed, **settings):
+        """Fit the defaults (``settings`` changed) with ``B - 1`` search queries per digit on a fresh wrapper; record it."""
+        teacher = TorchTeacher(module, keep_rows=True)
+        start = time.perf_counter()
+        student = dict(student=LeNet5, student__width=0.5, random_state=seed, **settings)
+        if budget == 1:
+            d = DB3Distiller(teacher, kd_weight=0, **student).fit(X_transfer)
+        else:
+            labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
+            d = DB3Distiller(teacher, soft_labeler=labeler, **student).fit(X_transfer)
+        record(
+            method,
+            budget,
+            seed,
+            teacher.n_queries,
+            n_transfer + d.n_queried_rows_,
+            d.predict,
+            time.perf_counter() - start,
+        )
+        return teacher
+
     for seed in seeds:
         for budget in budgets:
-            teacher = TorchTeacher(module, keep_rows=True)
-            start = time.perf_counter()
-            student = dict(student=LeNet5, student__width=0.5, random_state=seed)
-            if budget == 1:
-                d = DB3Distiller(teacher, kd_weight=0, **student).fit(X_transfer)
-            else:
-                labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
-                d = DB3Distiller(teacher, soft_labeler=labeler, **student).fit(X_transfer)
+            teacher = defaults("defaults", budget, seed)
             spent = teacher.n_queries
-            record(
-                "defaults", budget, seed, spent, n_transfer + d.n_queried_rows_, d.predict, time.perf_counter() - start
-            )
-
             if args.defaults_only:
                 write_csv(out / f"{tag}.csv", records)
                 continue
             rows, labels = teacher.queried_rows()
             if args.variants and budget > 1:
-                variant = TorchTeacher(module, keep_rows=True)
-                start = time.perf_counter()
-                labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
-                dv = DB3Distiller(variant, soft_labeler=labeler, boundary_weight=0, **student).fit(X_transfer)
-                record(
-                    "defaults, boundary_weight=0",
-                    budget,
-                    seed,
-                    variant.n_queries,
-                    n_transfer + dv.n_queried_rows_,
-                    dv.predict,
-                    time.perf_counter() - start,
-                )
+                defaults("defaults, boundary_weight=0", budget, seed, boundary_weight=0)
             if budget > 1 and len(labels):
                 start = time.perf_counter()
                 net = train_student(rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine)
