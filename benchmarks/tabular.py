@@ -29,6 +29,10 @@ time:
 - ``db3-defaults``: ``DB3Distiller(teacher)`` with its defaults, on the raw transfer DataFrame.
 - ``db3-queried`` (only with ``--only``): ``DB3Distiller(teacher, queried_rows=True)``, which
   also trains on every row the teacher answered during the boundary searches, with its label.
+- ``db3-mixup`` (only with ``--only``, after ``db3-defaults``):
+  ``DB3Distiller(teacher, mixup=1, max_queries_per_sample=B)``, ``B`` the queries per transfer
+  row that ``db3-defaults`` spent (rounded up): the budget spent on teacher-labelled mixtures of
+  transfer pairs (projected to valid rows) instead of boundary searches.
 - ``white-box``: the white-box KD ceiling: db3learn's ``KDStudent`` (the default MLP student,
   50 epochs, batches of 32, Adam at 1e-3: DB3Distiller's defaults) trained on the teacher's
   ``predict_proba`` (logits ``log(p + 1e-12)``) over the same StandardScaler + one-hot inputs
@@ -96,7 +100,9 @@ QUICK_TABLES = ["OJ", "diamonds"]
 TEACHERS = ["hgb", "rf", "logreg"]
 ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
 #: rows run only when named with --only: DB3Distiller(queried_rows=True) (issue 16; section g of the README)
-OPTIONAL_ROWS = ["db3-queried"]
+#: and db3-mixup: DB3Distiller(max_queries_per_sample=B, mixup=1), B the queries per row db3-defaults spent (rounded
+#: up; it needs db3-defaults in the same run): the budget spent on teacher-labelled mixtures of transfer pairs
+OPTIONAL_ROWS = ["db3-queried", "db3-mixup"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
 STUDENT_TRAINING = dict(max_epochs=50, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)  # DB3Distiller's defaults
 
@@ -257,17 +263,24 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                     return (*scores(student.predict(X_test)), 1.0, time.perf_counter() - start)
 
                 record("copycat-sklearn", copycat_sklearn)
+            spent = {}  # queries per transfer row of db3-defaults, the budget of db3-mixup
             for row, params in (
                 ("copycat", dict(kd_weight=0)),
                 ("db3-defaults", dict()),
                 ("db3-queried", dict(queried_rows=True)),
+                ("db3-mixup", dict(mixup=1.0)),
             ):
                 if row in rows:
 
-                    def distil(params=params):
+                    def distil(params=params, row=row):
+                        if row == "db3-mixup":  # as many queries per row as the defaults spent
+                            if "db3-defaults" not in spent:
+                                raise ValueError("the db3-mixup row needs a db3-defaults row in the same run")
+                            params = dict(params, max_queries_per_sample=max(2, int(np.ceil(spent["db3-defaults"]))))
                         start = time.perf_counter()
                         student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
                         seconds = time.perf_counter() - start  # labelling and training, not scoring
+                        spent[row] = student.n_queries_ / len(X_transfer)
                         return (
                             student.score(X_test, y_test),
                             student.score(X_test),

@@ -11,20 +11,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, Teacher
 
+from .test_queried_rows import RowRecorder
 from .test_tables import Recorder, assert_valid_rows
-
-
-class RowRecorder:
-    """A real model that records every row it is asked."""
-
-    def __init__(self, model):
-        self.model = model
-        self.classes_ = model.classes_
-        self.seen = []
-
-    def predict(self, X):
-        self.seen.append(np.array(X, copy=True))
-        return self.model.predict(X)
 
 
 def on_a_segment(points, X, tol=1e-6):
