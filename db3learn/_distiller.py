@@ -42,8 +42,8 @@ _TABLE_MIN_HIDDEN_UNITS = 128
 _QUERIED_BATCH_SIZE = 256
 _QUERIED_STEPS = 3000
 _QUERIED_MIN_EPOCHS = 2
-#: mixup: the fit's queries per transfer row when none is given (the full BD search costs about 391 per digit on
-#: MNIST, where a student trained on that many teacher-labelled mixtures reached 99 % fidelity: benchmark h)
+#: mixup above 0 without max_queries_per_sample: the fit's queries per transfer row (about the full BD search's 391
+#: per digit on MNIST, where a copycat on that many teacher-labelled mixtures was level with it: benchmark h)
 _DEFAULT_QUERIES_PER_SAMPLE = 400
 _MIXTURE_CHUNK = 2**16  # mixtures asked per teacher call (the teacher batches them further)
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
@@ -205,11 +205,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         labels as queried rows; the rest buys the boundary searches. 1 spends
         no query on a search, so the student is a copycat on the transfer
         set and the mixtures (``kd_weight_`` is 0). On MNIST (benchmark h,
-        3 seeds) under budgets of 10, 30 and 100 queries per digit, students
-        on mixtures agreed with the teacher on 97.5, 98.3 and 98.2 % of the
-        held-out digits, against 94.7, 98.1 and 97.8 % for boundary searches
-        cut short by the same budget; with the searches complete (about 390
-        queries per digit) the two were level (98.8 %). ``"auto"``: 1 for
+        3 seeds) under budgets of 10 and 30 queries per digit, this
+        distiller's students on mixtures agreed with the teacher on 97.1 and
+        98.1 % of the held-out digits, against 94.7 and 98.1 % for boundary
+        searches cut short by the same budget (at 100: 99.0 % on 2 seeds
+        against 97.8 %); with the searches complete (about 390 queries per
+        digit) a copycat on as many mixtures was level with them (98.8 %). ``"auto"``: 1 for
         images (an ``input_space_`` that is the identity) when
         ``max_queries_per_sample`` is given; else 0: without a budget the
         searches run to the end (on scikit-learn's digits with an SVC
@@ -524,7 +525,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 with teacher._lock:  # from the cached answers (no query), so that their rows are kept
                     teacher._memo.clear()
         try:
-            self.n_mixtures_ = self._label_mixtures(teacher, labeler, n_mixtures, int(rng.randint(2**31 - 1)))
+            self.n_mixtures_ = n_mixtures
+            self._label_mixtures(teacher, labeler, n_mixtures, int(rng.randint(2**31 - 1)))
             boundary = None
             unresolved = np.zeros(len(Z), dtype=bool)  # rows whose search a budget stopped short of their boundary
             self.boundary_weight_ = 0.0
@@ -665,10 +667,10 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
 
         ``lam`` is uniform in [0, 1]; the points are projected to valid rows (a table's categories,
         whole numbers and ranges) and asked in chunks. The teacher keeps them (``keep_rows``), so that
-        they come back with the queried rows. Returns ``n``.
+        they come back with the queried rows.
         """
         if not n:
-            return 0
+            return
         Z = labeler.references_
         rng = np.random.RandomState(seed)
         query = labeler._query(teacher)
