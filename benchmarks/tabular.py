@@ -33,6 +33,8 @@ time:
   ``DB3Distiller(teacher, mixup=1, max_queries_per_sample=B)``, ``B`` the queries per transfer
   row that ``db3-defaults`` spent (rounded up): the budget spent on teacher-labelled mixtures of
   transfer pairs (projected to valid rows) instead of boundary searches.
+- ``db3-mixup-half`` (only with ``--only``, after ``db3-defaults``): the same budget with
+  ``mixup=0.5``: half of it on mixtures, half on the boundary searches.
 - ``white-box``: the white-box KD ceiling: db3learn's ``KDStudent`` (the default MLP student,
   50 epochs, batches of 32, Adam at 1e-3: DB3Distiller's defaults) trained on the teacher's
   ``predict_proba`` (logits ``log(p + 1e-12)``) over the same StandardScaler + one-hot inputs
@@ -101,8 +103,9 @@ TEACHERS = ["hgb", "rf", "logreg"]
 ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
 #: rows run only when named with --only: DB3Distiller(queried_rows=True) (issue 16; section g of the README)
 #: and db3-mixup: DB3Distiller(max_queries_per_sample=B, mixup=1), B the queries per row db3-defaults spent (rounded
-#: up; it needs db3-defaults in the same run): the budget spent on teacher-labelled mixtures of transfer pairs
-OPTIONAL_ROWS = ["db3-queried", "db3-mixup"]
+#: up; it needs db3-defaults in the same run): the budget spent on teacher-labelled mixtures of transfer pairs;
+#: db3-mixup-half: the same budget, half on mixtures and half on the searches (mixup=0.5)
+OPTIONAL_ROWS = ["db3-queried", "db3-mixup", "db3-mixup-half"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
 STUDENT_TRAINING = dict(max_epochs=50, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)  # DB3Distiller's defaults
 
@@ -269,13 +272,14 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                 ("db3-defaults", dict()),
                 ("db3-queried", dict(queried_rows=True)),
                 ("db3-mixup", dict(mixup=1.0)),
+                ("db3-mixup-half", dict(mixup=0.5)),
             ):
                 if row in rows:
 
                     def distil(params=params, row=row):
-                        if row == "db3-mixup":  # as many queries per row as the defaults spent
+                        if row.startswith("db3-mixup"):  # as many queries per row as the defaults spent
                             if "db3-defaults" not in spent:
-                                raise ValueError("the db3-mixup row needs a db3-defaults row in the same run")
+                                raise ValueError(f"the {row} row needs a db3-defaults row in the same run")
                             params = dict(params, max_queries_per_sample=max(2, int(np.ceil(spent["db3-defaults"]))))
                         start = time.perf_counter()
                         student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
@@ -518,6 +522,7 @@ def main(argv=None):
         help=f"run only these rows (default: {' '.join(ROWS)})",
     )
     parser.add_argument("--seeds", type=int, default=None, help="seeds per (table, teacher) (default 3, quick: 1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default 0)")
     parser.add_argument("--max-rows", type=int, default=None, help="rows kept per table (default 6,000, quick: 1,000)")
     parser.add_argument("--white-box-temperatures", type=float, nargs="+", default=list(WHITE_BOX_TEMPERATURES))
     parser.add_argument(
@@ -537,7 +542,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 3))))
     cap = args.max_rows or (1000 if args.quick else 6000)
     tables = args.tables or (QUICK_TABLES if args.quick else DEFAULT_TABLES)
     tag = args.tag or ("tabular_quick" if args.quick else "tabular")

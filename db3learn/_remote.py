@@ -736,12 +736,19 @@ class _DiskAnswers:
             found = [cache.get(self.prefix + k.hex()) for k in keys]
         return [None if v is None else json.loads(v) for v in found]
 
-    def set_many(self, keys, labels):
+    def set_many(self, keys, labels, lease=None):
+        """Store the answers, count them as answered and take them off ``lease`` (default: this thread's).
+
+        One transaction: a process reserving rows meanwhile never sees them twice (answered and still
+        leased), which would leave part of the budget unspent.
+        """
         cache = self._open()
+        lease = lease or self._lease()
         with cache.transact():
             for k, label in zip(keys, np.asarray(labels).tolist()):
                 cache.set(self.prefix + k.hex(), json.dumps(label))
             cache.set(self._answered_key, int(cache.get(self._answered_key, 0)) + len(keys))
+            self._change_lease(cache, lease, lambda held: held - len(keys))
 
     # -- the budget's ledger ------------------------------------------------------------
     @property
@@ -779,22 +786,19 @@ class _DiskAnswers:
             cache.set(self._leases_key, json.dumps(leases))
         return allowed
 
-    def consume(self, n):
-        """``n`` rows of this thread's lease were answered (and counted when they were written)."""
-        self._update_lease(lambda held: held - n)
-
     def release(self):
         """This thread's call is over: what is left of its lease goes back to the budget."""
-        self._update_lease(lambda held: 0)
-
-    def _update_lease(self, change):
         cache = self._open()
         with cache.transact():
-            leases = json.loads(cache.get(self._leases_key, "{}"))
-            held = change(leases.pop(self._lease(), 0))
-            if held > 0:
-                leases[self._lease()] = held
-            cache.set(self._leases_key, json.dumps(leases))
+            self._change_lease(cache, self._lease(), lambda held: 0)
+
+    def _change_lease(self, cache, lease, change):
+        """Set ``lease`` to ``change(rows it holds)`` (dropped at 0), inside the caller's transaction."""
+        leases = json.loads(cache.get(self._leases_key, "{}"))
+        held = change(leases.pop(lease, 0))
+        if held > 0:
+            leases[lease] = held
+        cache.set(self._leases_key, json.dumps(leases))
 
     def close(self):
         with self._lock:
@@ -1194,11 +1198,12 @@ class RemoteTeacher(Teacher):
             pending = {}
             error = None
             with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="db3learn-remote") as pool:
+                lease = _DiskAnswers._lease()  # the budget's rows were reserved by this thread, not the workers
 
                 def submit():
                     idx = next(todo, None)
                     if idx is not None:
-                        pending[pool.submit(self._fetch, X, idx, keys, n_before + bar.n)] = idx
+                        pending[pool.submit(self._fetch, X, idx, keys, n_before + bar.n, lease)] = idx
 
                 for _ in range(self.max_concurrency):
                     submit()

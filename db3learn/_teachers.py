@@ -320,7 +320,7 @@ class Teacher:
     (2, 1)
     """
 
-    _store = None  # a persistent answer store: get_many(keys) -> labels or None, set_many(keys, labels)
+    _store = None  # a persistent answer store: get_many(keys) -> labels or None, set_many(keys, labels, lease)
     _passthrough_errors = ()  # errors of _predict_batch raised as they are, not wrapped in TeacherError
 
     def __init__(self, model, *, batch_size=4096, max_queries=None, cache=True, classes=None, keep_rows=False):
@@ -674,11 +674,13 @@ class Teacher:
             n_requested=n_left,
         )
 
-    def _fetch(self, X, idx, keys, n_before):
+    def _fetch(self, X, idx, keys, n_before, lease=None):
         """The checked answer of the model for rows ``idx``, also written to the persistent store.
 
         Touches no in-memory state, so that subclasses may call it from
-        worker threads; :meth:`_record` then files the answer.
+        worker threads; :meth:`_record` then files the answer. ``lease``
+        names the budget reservation the rows were asked under (default:
+        the calling thread's), which the store counts them off.
         """
         batch = take_rows(X, idx)
         try:
@@ -697,7 +699,7 @@ class Teacher:
             ) from exc
         answer = self._check_answer(answer, len(idx))
         if keys is not None and self._store is not None:
-            self._store.set_many([keys[i] for i in idx], answer)
+            self._store.set_many([keys[i] for i in idx], answer, lease)  # counted off the lease as answered
         return answer
 
     def _record(self, idx, answer, keys, codes):
@@ -708,11 +710,8 @@ class Teacher:
             if keys is not None:
                 self._answers.update(zip((keys[i] for i in idx), new.tolist()))
             self.n_queries += len(idx)
-            ledger = self._ledger()
-            if ledger is None:
+            if self._ledger() is None:  # a ledger moved them from its lease to answered when it stored them
                 self._reserved -= len(idx)  # from reserved to spent
-            else:
-                ledger.consume(len(idx))  # the store counted them as answered when it wrote them
 
     def _file(self, idx, answer, keys, codes):
         """File an answer received from a worker, as :meth:`_fetch` and :meth:`_record` would."""

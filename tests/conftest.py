@@ -1,6 +1,13 @@
+import os
+
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # pytest -n N: the cores are shared between the workers
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 class CountingModel:

@@ -234,6 +234,27 @@ def test_a_remote_budget_holds_across_processes_and_reruns_through_the_cache_dir
         rerun.close()
 
 
+def test_the_ledger_moves_answered_rows_off_their_lease_in_the_same_transaction(tmp_path):
+    # between two transactions another process would see the rows twice (answered and still leased)
+    # and reserve less than is left: under load, two processes on a 4,000-row budget spent only 3,500
+    from db3learn._remote import _DiskAnswers
+
+    store = _DiskAnswers(tmp_path, "digits")
+    keys = [bytes([i]) * 16 for i in range(10)]
+    assert store.reserve(6, 10) == 6
+    store.set_many(keys[:4], [0, 1, 0, 1])
+    assert store.spent() == 6  # 4 answered + 2 still leased
+    caller = _DiskAnswers._lease()
+    with ThreadPoolExecutor(1) as pool:  # a worker thread files answers under the caller's lease
+        pool.submit(store.set_many, keys[4:6], [1, 1], caller).result()
+    assert store.spent() == 6
+    other = _DiskAnswers(tmp_path, "digits")  # another caller's view of the directory
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(other.reserve, 10, 10).result() == 4
+    store.release()  # this thread's call is over: the lease of the other caller stays
+    assert store.spent() == 10 and other.get_many(keys[:6]) == [0, 1, 0, 1, 1, 1]
+
+
 KILL_CLIENT = """
 import sys, numpy as np
 from db3learn import RemoteTeacher
