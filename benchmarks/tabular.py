@@ -27,13 +27,16 @@ time:
   with the teacher's ``predict`` labels.
 - ``copycat``: ``DB3Distiller(teacher, kd_weight=0)`` on the raw transfer DataFrame.
 - ``db3-defaults``: ``DB3Distiller(teacher)`` with its defaults, on the raw transfer DataFrame.
-- ``db3-queried`` (only with ``--only``): ``DB3Distiller(teacher, queried_rows=True)``, which
-  also trains on every row the teacher answered during the boundary searches, with its label.
-- ``db3-mixup`` (only with ``--only``, after ``db3-defaults``):
+- ``db3-searches`` (only with ``--only``): ``DB3Distiller(teacher, mixup=0)``: the boundary
+  searches, their soft labels and the held-out checks, the defaults on tables until mixtures
+  replaced them.
+- ``db3-queried`` (only with ``--only``): ``DB3Distiller(teacher, queried_rows=True, mixup=0)``,
+  which also trains on every row the teacher answered during the boundary searches, with its label.
+- ``db3-mixup`` (only with ``--only``, after ``db3-searches``):
   ``DB3Distiller(teacher, mixup=1, max_queries_per_sample=B)``, ``B`` the queries per transfer
-  row that ``db3-defaults`` spent (rounded up): the budget spent on teacher-labelled mixtures of
+  row that ``db3-searches`` spent (rounded up): the budget spent on teacher-labelled mixtures of
   transfer pairs (projected to valid rows) instead of boundary searches.
-- ``db3-mixup-half`` (only with ``--only``, after ``db3-defaults``): the same budget with
+- ``db3-mixup-half`` (only with ``--only``, after ``db3-searches``): the same budget with
   ``mixup=0.5``: half of it on mixtures, half on the boundary searches.
 - ``white-box``: the white-box KD ceiling: db3learn's ``KDStudent`` (the default MLP student,
   50 epochs, batches of 32, Adam at 1e-3: DB3Distiller's defaults) trained on the teacher's
@@ -101,11 +104,12 @@ DEFAULT_TABLES = ["credit_data", "CreditCard", "OJ", "diamonds", "hpc_data", "ce
 QUICK_TABLES = ["OJ", "diamonds"]
 TEACHERS = ["hgb", "rf", "logreg"]
 ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
-#: rows run only when named with --only: DB3Distiller(queried_rows=True) (issue 16; section g of the README)
-#: and db3-mixup: DB3Distiller(max_queries_per_sample=B, mixup=1), B the queries per row db3-defaults spent (rounded
-#: up; it needs db3-defaults in the same run): the budget spent on teacher-labelled mixtures of transfer pairs;
+#: rows run only when named with --only: db3-searches: DB3Distiller(mixup=0), the boundary searches that were the
+#: defaults until mixtures replaced them on tables; db3-queried: the same with queried_rows=True (section g)
+#: and db3-mixup: DB3Distiller(max_queries_per_sample=B, mixup=1), B the queries per row db3-searches spent (rounded
+#: up; it needs db3-searches in the same run): the budget spent on teacher-labelled mixtures of transfer pairs;
 #: db3-mixup-half: the same budget, half on mixtures and half on the searches (mixup=0.5)
-OPTIONAL_ROWS = ["db3-queried", "db3-mixup", "db3-mixup-half"]
+OPTIONAL_ROWS = ["db3-searches", "db3-queried", "db3-mixup", "db3-mixup-half"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
 STUDENT_TRAINING = dict(max_epochs=50, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)  # DB3Distiller's defaults
 
@@ -266,21 +270,22 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                     return (*scores(student.predict(X_test)), 1.0, time.perf_counter() - start)
 
                 record("copycat-sklearn", copycat_sklearn)
-            spent = {}  # queries per transfer row of db3-defaults, the budget of db3-mixup
+            spent = {}  # queries per transfer row of db3-searches, the budget of db3-mixup
             for row, params in (
                 ("copycat", dict(kd_weight=0)),
                 ("db3-defaults", dict()),
-                ("db3-queried", dict(queried_rows=True)),
+                ("db3-searches", dict(mixup=0)),
+                ("db3-queried", dict(queried_rows=True, mixup=0)),
                 ("db3-mixup", dict(mixup=1.0)),
                 ("db3-mixup-half", dict(mixup=0.5)),
             ):
                 if row in rows:
 
                     def distil(params=params, row=row):
-                        if row.startswith("db3-mixup"):  # as many queries per row as the defaults spent
-                            if "db3-defaults" not in spent:
-                                raise ValueError(f"the {row} row needs a db3-defaults row in the same run")
-                            params = dict(params, max_queries_per_sample=max(2, int(np.ceil(spent["db3-defaults"]))))
+                        if row.startswith("db3-mixup"):  # as many queries per row as the searches spent
+                            if "db3-searches" not in spent:
+                                raise ValueError(f"the {row} row needs a db3-searches row in the same run")
+                            params = dict(params, max_queries_per_sample=max(2, int(np.ceil(spent["db3-searches"]))))
                         start = time.perf_counter()
                         student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
                         seconds = time.perf_counter() - start  # labelling and training, not scoring
@@ -469,7 +474,7 @@ def plot(rows, path, title):
 
     students = [
         k
-        for k in ("copycat-sklearn", "copycat", "db3-defaults", "db3-queried", "white-box")
+        for k in ("copycat-sklearn", "copycat", "db3-searches", "db3-defaults", "db3-queried", "white-box")
         if any(r["row"] == k for r in rows)
     ]
     teachers = [t for t in TEACHERS if any(r["teacher"] == t for r in rows)]
@@ -477,6 +482,7 @@ def plot(rows, path, title):
     style = {
         "copycat-sklearn": ("s", "tab:gray"),
         "copycat": ("v", "tab:orange"),
+        "db3-searches": ("x", "tab:red"),
         "db3-defaults": ("o", "tab:blue"),
         "db3-queried": ("D", "tab:purple"),
         "white-box": ("^", "tab:green"),

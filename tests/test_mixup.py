@@ -103,3 +103,23 @@ def test_a_tables_mixtures_are_valid_rows_of_its_columns(credit):
     asked = pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the transfer set's labels
     assert (asked[["Seniority", "Age", "Amount"]] % 1 == 0).all().all()
     assert len(asked.drop_duplicates()) > 0.9 * len(asked)  # new rows, not copies of the transfer rows
+
+
+def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_the_copycat(credit):
+    from .test_tables import one_hot_pipeline
+
+    X, y = credit
+    model = one_hot_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X[:2000], y[:2000])
+    transfer, test = X[2000:2400], X[2400:]
+    teacher = Teacher(model, max_queries=400 * 100)  # the default budget exactly: a query more would raise
+    student = DB3Distiller(teacher, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 400 * 99 and student.n_queries_ == teacher.n_queries <= 400 * 100
+    assert student.kd_weight_ == 0 and student.soft_labeler_ is None  # no search, so no soft label
+    check = student.soft_label_check_  # the mixtures against the copycat, on a held-out fifth
+    assert set(check) == {"copycat", "queried rows"}
+    assert student.queried_rows_ == (check["queried rows"] >= check["copycat"])
+    assert student.queried_rows_ and student.n_queried_rows_ > 0.95 * student.n_mixtures_
+    teacher.max_queries = None  # scoring asks the teacher the held-out rows
+    copycat = DB3Distiller(Teacher(model), kd_weight=0, random_state=0).fit(transfer)
+    assert copycat.n_mixtures_ == 0
+    assert student.score(test) > copycat.score(test) + 0.01

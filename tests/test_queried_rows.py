@@ -153,9 +153,9 @@ def test_distiller_on_a_table_trains_on_valid_queried_rows():
         HistGradientBoostingClassifier(random_state=0),
     ).fit(X, y)
     wrapped = Teacher(teacher, keep_rows=True)  # the user's own: its rows stay after the fit
-    distiller = DB3Distiller(wrapped, queried_rows=True, soft_label_check=False, max_epochs=3, random_state=0).fit(
-        X[:120]
-    )
+    distiller = DB3Distiller(
+        wrapped, queried_rows=True, soft_label_check=False, mixup=0, max_epochs=3, random_state=0
+    ).fit(X[:120])  # the searches' rows (not the tables' default mixtures)
     rows, labels = wrapped.queried_rows()
     assert list(rows.columns) == list(X.columns) and len(rows) == distiller.n_queried_rows_ > 120
     np.testing.assert_array_equal(labels, teacher.predict(rows))
@@ -244,7 +244,7 @@ def _check_decides(distiller):
 def test_on_a_table_the_check_keeps_the_queried_rows_when_they_win_on_held_out_rows():
     # a linear teacher: the rows near its boundary teach the student that boundary
     teacher, X, X_test = _table_teacher("modeldata", "credit_data", "Status", LogisticRegression(max_iter=1000))
-    distiller = DB3Distiller(teacher, random_state=1).fit(X)
+    distiller = DB3Distiller(teacher, mixup=0, random_state=1).fit(X)  # the searches, not the tables' mixtures
     _check_decides(distiller)
     assert distiller.queried_rows_
     without = DB3Distiller(teacher, queried_rows=False, random_state=1).fit(X)
@@ -258,8 +258,22 @@ def test_on_a_table_the_check_leaves_out_queried_rows_that_lose():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
+    forced = DB3Distiller(teacher, queried_rows=True, mixup=0, random_state=0).fit(X)
+    distiller = DB3Distiller(teacher, mixup=0, random_state=0).fit(X)
+    _check_decides(distiller)
+    assert not distiller.queried_rows_
+    assert distiller.score(X_test) > forced.score(X_test)
+
+
+def test_on_a_table_the_check_leaves_out_mixtures_that_lose():
+    # CreditCard again: a mixture of a "no" row (expenditure 0) and any other row has an expenditure above 0, so
+    # nearly every mixture is a "yes" (benchmark f: forced on, they cost the tree teachers' students up to 5.6 points)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
     forced = DB3Distiller(teacher, queried_rows=True, random_state=0).fit(X)
     distiller = DB3Distiller(teacher, random_state=0).fit(X)
+    assert forced.n_mixtures_ == distiller.n_mixtures_ > 0 and forced.soft_label_check_ is None
     _check_decides(distiller)
     assert not distiller.queried_rows_
     assert distiller.score(X_test) > forced.score(X_test)

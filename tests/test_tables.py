@@ -68,8 +68,13 @@ def test_one_hot_pipeline_teacher_gets_only_valid_rows(credit):
         student = DB3Distiller(teacher, max_epochs=20, random_state=0).fit(transfer)
         sent = list(teacher.batches)
         fidelity = student.score(held_out)
-    assert student.n_queries_ > 20 * len(transfer)  # boundary searches ran, through valid rows only
+        teacher.batches.clear()
+        DB3Distiller(teacher, mixup=0, max_epochs=20, random_state=0).fit(transfer)  # the boundary searches
+        searched = list(teacher.batches)
+    assert student.n_mixtures_ == 99 * len(transfer)  # the defaults: mixtures, through valid rows only
+    assert sum(map(len, searched)) > 20 * len(transfer)  # the searches too
     assert_valid_rows(sent, transfer)
+    assert_valid_rows(searched, transfer)
     asked = pd.concat(sent, ignore_index=True)
     assert (asked[["Seniority", "Age", "Amount"]] % 1 == 0).all().all() and asked["Age"].dtype == np.int64
     assert list(student.feature_names_in_) == list(X.columns)
@@ -243,10 +248,10 @@ def test_a_saved_student_of_a_table_with_strings_predicts_from_a_dataframe(credi
 def test_soft_label_check_picks_the_loss_on_held_out_rows(credit):
     X, y = credit
     model = one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:1000], y[:1000])
-    common = dict(max_epochs=10, random_state=0)
+    common = dict(mixup=0, max_epochs=10, random_state=0)  # the searches, not the tables' default mixtures
     unchecked = DB3Distiller(Teacher(model), soft_label_check=False, **common).fit(X[1000:1200])
     teacher = Teacher(model)
-    checked = DB3Distiller(teacher, **common).fit(X[1000:1200])  # "auto": on, for a table
+    checked = DB3Distiller(teacher, **common).fit(X[1000:1200])  # "auto": on, for a table's searches
     # the check trains, it does not ask: only the search (toward four fifths of the rows) costs queries
     assert checked.n_queries_ <= 1.1 * unchecked.n_queries_
     assert len(checked.soft_labeler_.references_) == 160  # the held-out fifth is no reference
