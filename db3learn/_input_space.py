@@ -49,10 +49,10 @@ class InputSpace(TransformerMixin, BaseEstimator):
     student is trained and predicts on ``Z`` too, so it gets standardised,
     one-hot encoded inputs while the teacher gets raw rows.
 
-    Images and other homogeneous arrays (not a DataFrame; every column
-    numeric, none a bool or a category, and no column's range more than 4
-    times the median column range, e.g. pixels in [0, 1]) are the simple
-    case: with
+    Images and other homogeneous data (every column numeric, none a bool or
+    a category, not a DataFrame mixing integer and float columns, and no
+    column's range more than 4 times the median column range, e.g. pixels
+    in [0, 1]) are the simple case: with
     ``scale="auto"``, ``Z`` is ``X`` itself, distances are in the units of
     ``X`` and points are clipped to the transfer set's global minimum and
     maximum (and rounded in integer-typed columns).
@@ -187,9 +187,11 @@ class InputSpace(TransformerMixin, BaseEstimator):
         ranges = num.max(axis=0) - num.min(axis=0) if len(num) else np.zeros(n)
         all_numeric = all(k in ("continuous", "integer") for k in dtype_kinds)
         declared = self._declared(n)
-        # "auto" keeps the raw units of homogeneous arrays only: a DataFrame is a table, whose columns are scaled
-        # (MASS Pima's seven numeric columns passed the range test, and the student stayed at 52 % fidelity)
-        homogeneous = self.columns_ is None and _homogeneous(ranges)
+        # "auto" keeps raw units for homogeneous data only: a DataFrame whose columns mix integer and float dtypes is
+        # a table (MASS Pima's seven numeric columns passed the range test, and the student stayed at 52 % fidelity);
+        # one dtype throughout is judged by its ranges, as the same numbers in an array are
+        mixed = self.columns_ is not None and len(set(dtype_kinds)) > 1
+        homogeneous = not mixed and _homogeneous(ranges)
         self.identity_ = (
             all_numeric and not declared and (self.scale == "none" or (self.scale == "auto" and homogeneous))
         )

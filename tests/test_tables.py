@@ -174,7 +174,7 @@ def test_images_stay_in_their_own_units():
     np.testing.assert_array_equal(space.inverse_transform(points), np.clip(points, 0.0, 1.0))
 
 
-def test_a_dataframe_of_numbers_is_a_table_even_when_its_ranges_look_alike():
+def test_a_dataframe_of_integer_and_float_columns_is_a_table_even_when_its_ranges_look_alike():
     # MASS Pima: seven numeric columns whose ranges (2.3 to 143) pass the arrays' homogeneity test; left in raw
     # units, a forest's student agreed with it on 52 % of held-out rows (its copycat: 74 %)
     from sklearn.ensemble import RandomForestClassifier
