@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, Teacher
 
 from .test_queried_rows import RowRecorder
-from .test_tables import Recorder, assert_valid_rows
+from .test_tables import Recorder, assert_valid_rows, one_hot_pipeline
 
 
 def on_a_segment(points, X, tol=1e-6):
@@ -106,8 +106,6 @@ def test_a_tables_mixtures_are_valid_rows_of_its_columns(credit):
 
 
 def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_the_copycat(credit):
-    from .test_tables import one_hot_pipeline
-
     X, y = credit
     model = one_hot_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X[:2000], y[:2000])
     transfer, test = X[2000:2400], X[2400:]
