@@ -20,8 +20,13 @@ __all__ = ["InputSpace"]
 
 _FLOATS = [np.float64, np.float32]
 _TYPES = ("continuous", "integer", "binary", "categorical")
-#: "auto" keeps raw units when no column's range exceeds this many times the median range (images, digits).
+#: "auto" keeps raw units when no column's range exceeds this many times the median range (images, digits)...
 _HOMOGENEOUS_RATIO = 4.0
+#: ... and under this share of the varying columns span less than the median range over the ratio below: MASS Pima as
+#: floats (one column of 7, a pedigree score of range 2.3 beside a glucose level of 143: 14 %) is a table, MNIST's
+#: rarely lit edge pixels (at most 5.6 % of the columns in random subsets of 5 digits, 1.3 % in 200) keep it an image
+_NARROW_RATIO = 16.0
+_NARROW_SHARE = 0.1
 #: A category switch counts as distance 1: two one-hot entries of 1/sqrt(2) change.
 _ONE_HOT = 1.0 / math.sqrt(2.0)
 
@@ -50,9 +55,10 @@ class InputSpace(TransformerMixin, BaseEstimator):
     one-hot encoded inputs while the teacher gets raw rows.
 
     Images and other homogeneous data (every column numeric, none a bool or
-    a category, not a DataFrame mixing integer and float columns, and no
-    column's range more than 4 times the median column range, e.g. pixels
-    in [0, 1]) are the simple case: with
+    a category, not a DataFrame mixing integer and float columns, no
+    column's range more than 4 times the median column range, and under a
+    tenth of the columns that vary spanning less than a sixteenth of it,
+    e.g. pixels in [0, 1]) are the simple case: with
     ``scale="auto"``, ``Z`` is ``X`` itself, distances are in the units of
     ``X`` and points are clipped to the transfer set's global minimum and
     maximum (and rounded in integer-typed columns).
@@ -530,4 +536,6 @@ def _homogeneous(ranges):
     varying = ranges[ranges > 0]
     if len(varying) == 0:
         return True
-    return bool(varying.max() <= _HOMOGENEOUS_RATIO * np.median(varying))
+    median = np.median(varying)
+    narrow = np.mean(varying < median / _NARROW_RATIO)
+    return bool(varying.max() <= _HOMOGENEOUS_RATIO * median and narrow < _NARROW_SHARE)
