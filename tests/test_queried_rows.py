@@ -271,12 +271,25 @@ def test_on_a_table_the_check_leaves_out_mixtures_that_lose():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
-    forced = DB3Distiller(teacher, queried_rows=True, random_state=0).fit(X)
-    distiller = DB3Distiller(teacher, random_state=0).fit(X)
+    # 330 transfer rows: the check scores all of them, five folds of 66 (10 epochs keep its ten trainings short)
+    forced = DB3Distiller(teacher, queried_rows=True, max_epochs=10, random_state=0).fit(X)
+    distiller = DB3Distiller(teacher, max_epochs=10, random_state=0).fit(X)
     assert forced.n_mixtures_ == distiller.n_mixtures_ > 0 and forced.soft_label_check_ is None
     _check_decides(distiller)
     assert not distiller.queried_rows_
     assert distiller.score(X_test) > forced.score(X_test)
+
+
+def test_the_mixtures_check_scores_every_row_of_a_small_transfer_set_and_a_fifth_of_a_large_one():
+    from db3learn._distiller import _check_folds
+
+    for n, n_folds, n_scored in [(150, 5, 150), (330, 5, 330), (1009, 2, 404), (2000, 1, 400), (6000, 1, 1200)]:
+        order = np.random.RandomState(n).permutation(n)
+        folds = _check_folds(order)
+        scored = np.concatenate(folds)
+        assert len(folds) == n_folds and len(scored) == n_scored
+        assert len(np.unique(scored)) == n_scored  # each row scored once at most
+        assert max(map(len, folds)) - min(map(len, folds)) <= 2  # fifths, the last one taking the rounding
 
 
 def test_rows_the_teacher_answers_after_a_fit_never_train_the_next_one(digits):
