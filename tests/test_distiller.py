@@ -106,6 +106,21 @@ def test_random_state_makes_fit_reproducible(digits, svc):
     assert not np.array_equal(a.predict_proba(digits[2]), c.predict_proba(digits[2]))
 
 
+def test_the_default_adam_is_fused_and_takes_the_same_steps(digits, svc):
+    # torch's fused Adam (CPU from torch 2.4): one kernel per step instead of one per tensor, the same update
+    from db3learn._distiller import _fused_adam_on_cpu
+
+    X = digits[0][:100]
+    teacher = Teacher(svc)
+    fused = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(X)
+    plain = DB3Distiller(teacher, kd_weight=0, optimizer=torch.optim.Adam, max_epochs=5, random_state=0).fit(X)
+    assert plain.student_.optimizer_.defaults["fused"] is None  # an optimizer given is taken as given
+    assert fused.student_.optimizer_.defaults["fused"] is (True if _fused_adam_on_cpu() else None)
+    np.testing.assert_allclose(fused.predict_proba(digits[2]), plain.predict_proba(digits[2]), atol=1e-4)
+    sgd = DB3Distiller(teacher, kd_weight=0, optimizer=torch.optim.SGD, max_epochs=1).fit(X)
+    assert "fused" not in sgd.student_.optimizer_.defaults or not sgd.student_.optimizer_.defaults["fused"]
+
+
 def test_student_module_class_instance_and_skorch_net(digits, svc):
     X = digits[0][:120]
     teacher = Teacher(svc)
