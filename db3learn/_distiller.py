@@ -983,9 +983,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         return self._centred(self.input_space_._to_z(X)).astype(np.float32, copy=False)
 
     def _centred(self, Z):
-        """Points of the search space as the student sees them (identity for images)."""
-        space = self.input_space_
-        return Z if space.identity_ else Z - space.student_offset_
+        """Points of the search space as the student sees them (identity for images; see InputSpace.point_mass)."""
+        return self.input_space_._to_student(Z)
 
     def predict(self, X):
         """The student's label for each sample.

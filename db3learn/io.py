@@ -179,12 +179,17 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
         affine = config.get("input_affine")  # a numeric table's standardisation (InputSpace), saved by save_student
         self._affine = None if affine is None else tuple(np.asarray(v, dtype=np.float64) for v in affine)
         self._columns = _TableColumns(config["input_columns"]) if config.get("input_columns") is not None else None
+        masses = config.get("point_masses") or []  # InputSpace.point_mass: [input column, value in X's units]
+        self._mass_columns = np.asarray([int(j) for j, _ in masses], dtype=np.int64)
+        self._mass_values = np.asarray([float(v) for _, v in masses], dtype=np.float64)
+        if np.any((self._mass_columns < 0) | (self._mass_columns >= self.n_features_in_)):
+            raise ValueError(f"point_masses name columns outside 0..{self.n_features_in_ - 1}")
         if self._columns is not None and self._columns.names is not None:
             self.feature_names_in_ = np.asarray(self._columns.names, dtype=object)
 
     def _logits(self, X):
         if self._columns is not None:  # a table with categorical columns: one-hot and standardise as in distillation
-            Z = self._columns.to_student(X)
+            Z = self._columns.to_student(X, self._mass_columns, self._mass_values)
             with torch.inference_mode():
                 return self.module_(torch.from_numpy(Z))
         X = np.asarray(X, dtype=np.float32 if self._affine is None else np.float64)
@@ -193,7 +198,8 @@ class SavedStudent(ClassifierMixin, BaseEstimator):
                 f"Expected rows of {self.n_features_in_} features, an array of shape (n_samples, {self.n_features_in_}); got shape {X.shape}."
             )
         if self._affine is not None:
-            X = (X * self._affine[0] + self._affine[1]).astype(np.float32)
+            masses = _indicators([X[:, j] for j in self._mass_columns], self._mass_values, len(X))
+            X = np.hstack([X * self._affine[0] + self._affine[1], masses]).astype(np.float32)
         with torch.inference_mode():
             return self.module_(torch.from_numpy(X))
 
@@ -259,6 +265,10 @@ def save_student(distiller, directory):
     elif not space.identity_:  # per column, the student sees x * a + b (InputSpace's scale and centring)
         a = 1.0 / space.scale_
         config["input_affine"] = [a.tolist(), (-space.center_ * a - space.student_offset_).tolist()]
+    if not space.identity_ and len(space.point_mass_columns_):  # the student's indicators, appended to its inputs
+        config["point_masses"] = [
+            [int(j), float(v)] for j, v in zip(space.point_mass_columns_, space.point_mass_values_)
+        ]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in net.module_.state_dict().items()}, directory / STUDENT_WEIGHTS)
@@ -363,7 +373,7 @@ def load_student(directory):
         return SavedStudent(module, classes, config)
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(
-            f"{config_path} holds classes, n_features_in, input_affine or input_columns of the wrong form "
+            f"{config_path} holds classes, n_features_in, input_affine, input_columns or point_masses of the wrong form "
             f"({_reason(exc)}). {redo}"
         ) from exc
 
@@ -407,8 +417,11 @@ class _TableColumns:
             columns.append(column)
         return {"names": names, "columns": columns, "student_offset": space.student_offset_.tolist()}
 
-    def to_student(self, X):
-        """Rows of a DataFrame (columns by name) or a 2-D array (by position) as float32 student inputs."""
+    def to_student(self, X, mass_columns=(), mass_values=()):
+        """Rows of a DataFrame (columns by name) or a 2-D array (by position) as float32 student inputs.
+
+        ``mass_columns`` (positions) and ``mass_values``: the point masses whose indicators follow.
+        """
         n = len(self.types)
         if is_frame(X):
             if self.names is not None:
@@ -449,7 +462,15 @@ class _TableColumns:
                 except (TypeError, ValueError) as exc:
                     name = self.names[j] if self.names is not None else j
                     raise ValueError(f"Column {name!r} must hold numbers; {_reason(exc)}") from exc
-        return (Z - self.offset).astype(np.float32)
+        masses = _indicators([np.asarray(values[j], dtype=np.float64) for j in mass_columns], mass_values, len(Z))
+        return np.hstack([Z - self.offset, masses]).astype(np.float32)
+
+
+def _indicators(columns, values, n_rows):
+    """``+0.5`` where a column holds its point mass, ``-0.5`` elsewhere: the student's last inputs (InputSpace)."""
+    if not len(values):
+        return np.zeros((n_rows, 0))
+    return np.column_stack([(c == v) - 0.5 for c, v in zip(columns, values)])
 
 
 def _missing(values):

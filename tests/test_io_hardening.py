@@ -192,15 +192,29 @@ def _edit(change):
         (_edit(lambda c: c.pop("classes")), " lacks the keys ['classes'] of a db3learn student configuration."),
         (
             _edit(lambda c: c.update(classes_dtype="<q9")),
-            " holds classes, n_features_in, input_affine or input_columns of the wrong form (TypeError: ",
+            " holds classes, n_features_in, input_affine, input_columns or point_masses of the wrong form (TypeError: ",
         ),
         (
             _edit(lambda c: c.update(n_features_in="sixty-four")),
-            " holds classes, n_features_in, input_affine or input_columns of the wrong form (ValueError: ",
+            " holds classes, n_features_in, input_affine, input_columns or point_masses of the wrong form (ValueError: ",
+        ),
+        (
+            _edit(lambda c: c.update(point_masses=[[999, 0.0]])),
+            " holds classes, n_features_in, input_affine, input_columns or point_masses of the wrong form (ValueError: "
+            "point_masses name columns outside 0..63)",
         ),
         (lambda p: p.write_text(p.read_text()[:-20]), " is not JSON (JSONDecodeError: "),
     ],
-    ids=["unknown-params", "params-not-object", "bad-param-value", "missing-key", "bad-dtype", "bad-n-features", "cut"],
+    ids=[
+        "unknown-params",
+        "params-not-object",
+        "bad-param-value",
+        "missing-key",
+        "bad-dtype",
+        "bad-n-features",
+        "bad-point-mass",
+        "cut",
+    ],
 )
 def test_damaged_student_json_gives_one_clear_line(student, damage, expected):
     config = student / "student.json"

@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from db3learn import DB3Distiller, KDStudent, RemoteTeacher, Teacher
+from db3learn import DB3Distiller, InputSpace, KDStudent, RemoteTeacher, Teacher
 from db3learn.models import MLP
 from db3learn.serve import create_app
 
@@ -160,7 +160,8 @@ def test_distiller_on_a_table_trains_on_valid_queried_rows():
     assert list(rows.columns) == list(X.columns) and len(rows) == distiller.n_queried_rows_ > 120
     np.testing.assert_array_equal(labels, teacher.predict(rows))
     Z, codes = distiller._queried(wrapped, distiller.soft_labeler_ or distiller)
-    assert Z.shape == (len(rows), distiller.input_space_.n_features_out_)
+    space = distiller.input_space_  # the student's inputs: the search space and the point masses' indicators
+    assert Z.shape == (len(rows), space.n_features_out_ + len(space.point_mass_columns_))
     np.testing.assert_array_equal(distiller.classes_[codes], labels)
 
 
@@ -254,12 +255,14 @@ def test_on_a_table_the_check_keeps_the_queried_rows_when_they_win_on_held_out_r
 
 def test_on_a_table_the_check_leaves_out_queried_rows_that_lose():
     # CreditCard: the teacher answers "no" about only where expenditure is 0, so nearly every row the search
-    # asks is a "yes"; trained on them, the student answers "yes" to everything (benchmark g)
+    # asks is a "yes"; trained on them, the student answers "yes" to everything (benchmark g). Without the
+    # indicator of expenditure 0 (InputSpace.point_mass), with which they win
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
-    forced = DB3Distiller(teacher, queried_rows=True, mixup=0, random_state=0).fit(X)
-    distiller = DB3Distiller(teacher, mixup=0, random_state=0).fit(X)
+    plain = InputSpace(point_mass=None)
+    forced = DB3Distiller(teacher, queried_rows=True, mixup=0, input_space=plain, random_state=0).fit(X)
+    distiller = DB3Distiller(teacher, mixup=0, input_space=plain, random_state=0).fit(X)
     _check_decides(distiller)
     assert not distiller.queried_rows_
     assert distiller.score(X_test) > forced.score(X_test)
@@ -267,13 +270,15 @@ def test_on_a_table_the_check_leaves_out_queried_rows_that_lose():
 
 def test_on_a_table_the_check_leaves_out_mixtures_that_lose():
     # CreditCard again: a mixture of a "no" row (expenditure 0) and any other row has an expenditure above 0, so
-    # nearly every mixture is a "yes" (benchmark f: forced on, they cost the tree teachers' students up to 5.6 points)
+    # nearly every mixture is a "yes" (benchmark f: forced on, they cost the tree teachers' students up to 5.6 points,
+    # before the indicator of expenditure 0, InputSpace.point_mass, with which they win)
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     teacher, X, X_test = _table_teacher("AER", "CreditCard", "card", HistGradientBoostingClassifier(random_state=0))
     # 330 transfer rows: the check scores all of them, five folds of 66 (10 epochs keep its ten trainings short)
-    forced = DB3Distiller(teacher, queried_rows=True, max_epochs=10, random_state=0).fit(X)
-    distiller = DB3Distiller(teacher, max_epochs=10, random_state=0).fit(X)
+    plain = InputSpace(point_mass=None)
+    forced = DB3Distiller(teacher, queried_rows=True, max_epochs=10, input_space=plain, random_state=0).fit(X)
+    distiller = DB3Distiller(teacher, max_epochs=10, input_space=plain, random_state=0).fit(X)
     assert forced.n_mixtures_ == distiller.n_mixtures_ > 0 and forced.soft_label_check_ is None
     _check_decides(distiller)
     assert not distiller.queried_rows_

