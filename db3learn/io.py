@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._input_space import _ONE_HOT, _codes, is_frame
+from ._input_space import _ONE_HOT, _codes, _indicators, is_frame
 from .exceptions import UntrustedModelError
 from .models import MLP, LeNet5
 
@@ -464,13 +464,6 @@ class _TableColumns:
                     raise ValueError(f"Column {name!r} must hold numbers; {_reason(exc)}") from exc
         masses = _indicators([np.asarray(values[j], dtype=np.float64) for j in mass_columns], mass_values, len(Z))
         return np.hstack([Z - self.offset, masses]).astype(np.float32)
-
-
-def _indicators(columns, values, n_rows):
-    """``+0.5`` where a column holds its point mass, ``-0.5`` elsewhere: the student's last inputs (InputSpace)."""
-    if not len(values):
-        return np.zeros((n_rows, 0))
-    return np.column_stack([(c == v) - 0.5 for c, v in zip(columns, values)])
 
 
 def _missing(values):
