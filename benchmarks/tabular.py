@@ -104,7 +104,7 @@ TABLES = {
     # not run by default: no teacher beats the majority class on them (see the docstring)
     "Default": ("ISLR", "Default", "default", ()),
     "Caravan": ("ISLR", "Caravan", "Purchase", ()),
-    # not run by default: the tables the defaults were checked on after they were set (--tables, one seed)
+    # not run by default: the tables the defaults were checked on after they were set (--tables; results/tabular_unseen.csv)
     "Mroz": ("carData", "Mroz", "lfp", ()),
     "SwissLabor": ("AER", "SwissLabor", "participation", ()),
     "HMDA": ("AER", "HMDA", "deny", ()),
