@@ -113,6 +113,26 @@ def test_teachers_a_scikit_learn_user_has(credit, make_teacher):
     assert student.score(X[3000:3500]) > 0.75
 
 
+def test_a_lightgbm_teacher_on_pandas_categories(credit):
+    """LightGBM through its scikit-learn interface, reading the string columns as pandas categories."""
+    lightgbm = pytest.importorskip("lightgbm")
+    X, y = credit
+    X = X.copy()
+    X[STRINGS] = X[STRINGS].astype("category")
+    model = lightgbm.LGBMClassifier(n_estimators=100, random_state=0, verbose=-1).fit(X[:2000], y[:2000])
+    teacher = Recorder(model)
+    transfer, held_out = X[2000:2200], X[3000:3500]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no feature-name or dtype warnings from LightGBM
+        student = DB3Distiller(teacher, max_epochs=20, random_state=0).fit(transfer)
+        sent = list(teacher.batches)
+        fidelity = student.score(held_out)
+    assert_valid_rows(sent, transfer)  # its categories, dtypes and ranges, so LightGBM accepts every row
+    assert sum(map(len, sent)) == student.n_queries_ <= 100 * len(transfer)  # labels and mixtures (repeats cached)
+    copycat = DB3Distiller(model, kd_weight=0, max_epochs=20, random_state=0).fit(transfer)
+    assert fidelity >= copycat.score(held_out) - 0.01 and fidelity > 0.75
+
+
 def test_distances_are_in_units_of_each_columns_spread(credit):
     """Rescaling a column and the teacher with it leaves the distances unchanged (a factor 1024, so that its
     power-of-two scale follows exactly; other factors move them by at most a factor of 1.42)."""
