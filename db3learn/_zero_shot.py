@@ -140,7 +140,11 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
     max_queries : int or None, default=None
         Total query budget of :meth:`fit`; it stops early rather than
         exceed it (it never asks a batch it cannot pay). ``None``: bounded by
-        ``n_iter`` and ``max_noise_draws``.
+        ``n_iter`` and ``max_noise_draws``. Given to
+        :class:`~db3learn.DB3Distiller` as ``transfer_set``, it bounds the
+        distiller's whole fit: generation may spend four fifths, and the
+        pseudo samples' mixtures (images) or boundary searches (tables) get
+        the rest.
     max_noise_draws : int, default=20000
         Most random inputs drawn while seeding the classes.
     noise : {"auto", "paper"}, default="auto"

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from db3learn import ClassCoverageWarning, DB3Distiller, Teacher, TorchTeacher, ZeroShotTransferSet
+from db3learn import (
+    ClassCoverageWarning,
+    DB3Distiller,
+    DecisionBoundarySoftLabeler,
+    Teacher,
+    TorchTeacher,
+    ZeroShotTransferSet,
+)
 from db3learn.models import MLP
 
 from .conftest import CountingModel
@@ -180,6 +189,81 @@ def test_distiller_trains_from_pseudo_samples_alone_or_added(wine_teacher):
     assert len(empty.soft_labeler_.references_) == 60
     with pytest.raises(ValueError, match="needs a transfer set: pass X"):
         DB3Distiller(teacher).fit(None)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_one_budget_bounds_the_whole_zero_shot_fit(wine_teacher, cache):
+    """ZeroShotTransferSet(max_queries=B) given to the distiller bounds generation, labels and searches together."""
+    X, model = wine_teacher
+    gen = ZeroShotTransferSet(n_samples_per_class=20, n_iter=3, feature_range=_ranges(X))
+    free = DB3Distiller(Teacher(model, cache=cache), transfer_set=gen, max_epochs=5, random_state=0).fit(None)
+    natural = free.n_queries_  # what the fit spends without a budget
+    B = natural // 2
+    counted = CountingModel(model)
+    # the teacher's own budget is B too: a query past it would raise QueryBudgetExceeded
+    teacher = Teacher(counted, cache=cache, max_queries=B)
+    bounded = DB3Distiller(teacher, transfer_set=clone(gen).set_params(max_queries=B), max_epochs=5, random_state=0)
+    bounded.fit(None)
+    assert bounded.n_queries_ == counted.rows <= B
+    assert counted.rows > 0.9 * B  # the searches spent most of what generation left (cached answers are free)
+    assert bounded.transfer_set_.n_queries_ <= 0.8 * B < counted.rows  # generation kept the soft labels' share
+    assert bounded.soft_labeler_ is not None and bounded.kd_weight_ > 0
+    # a budget the fit does not reach changes nothing
+    roomy = DB3Distiller(
+        Teacher(model, cache=cache),
+        transfer_set=clone(gen).set_params(max_queries=4 * natural),
+        max_epochs=5,
+        random_state=0,
+    ).fit(None)
+    assert roomy.n_queries_ == natural
+    np.testing.assert_array_equal(roomy.predict(X), free.predict(X))
+
+
+def test_zero_shot_images_learn_mixtures_of_pseudo_samples_as_many_as_the_budget_leaves(image_teacher):
+    X, _, module = image_teacher
+    gen = ZeroShotTransferSet(
+        n_samples_per_class=10, n_iter=2, input_shape=(1, 8, 8), feature_range=(0.0, 1.0), max_queries=8000
+    )
+    teacher = TorchTeacher(module, max_queries=8000)  # a query past the budget would raise
+    with _maybe_warns():
+        d = DB3Distiller(teacher, transfer_set=gen, max_epochs=5, random_state=0).fit(None)
+    n, generated = len(d.transfer_set_.samples_), d.transfer_set_.n_queries_
+    assert (8000 - generated) // n < 399  # what generation left a pseudo sample: fewer than the default 399 mixtures
+    # it buys teacher-labelled mixtures of pseudo samples, as many per sample, and no search
+    assert d.n_mixtures_ % n == 0 and d.soft_labeler_ is None and d.kd_weight_ == 0
+    assert generated + d.n_mixtures_ > 8000 - 2 * n  # all of the budget but the labels and the rounding down
+    assert d.n_queries_ == teacher.n_queries <= 8000
+    assert 0.95 * d.n_mixtures_ < d.n_queried_rows_ <= d.n_mixtures_  # the student learns them (a repeated one once)
+    # without a budget: the generator's rounds, then 399 mixtures per pseudo sample (400 queries with its label)
+    with _maybe_warns():
+        free = DB3Distiller(
+            TorchTeacher(module), transfer_set=clone(gen).set_params(max_queries=None), max_epochs=2, random_state=0
+        ).fit(None)
+    assert free.n_mixtures_ == 399 * len(free.transfer_set_.samples_) and free.soft_labeler_ is None
+    # a soft labeler of the user's: its searches, within what the budget leaves
+    with _maybe_warns():
+        searched = DB3Distiller(
+            TorchTeacher(module, max_queries=8000),
+            transfer_set=gen,
+            soft_labeler=DecisionBoundarySoftLabeler(n_directions=2),
+            max_epochs=2,
+            random_state=0,
+        ).fit(None)
+    assert searched.n_mixtures_ == 0 and searched.soft_labeler_ is not None and searched.n_queries_ <= 8000
+
+
+def test_a_zero_shot_budget_too_small_for_the_labels_is_refused_before_asking_them(wine_teacher):
+    X, model = wine_teacher
+    counted = CountingModel(model)
+    gen = ZeroShotTransferSet(n_samples_per_class=20, n_iter=3, feature_range=_ranges(X), max_queries=400)
+    expected = r"max_queries=400\) bounds the whole fit, and generation left (\d+) queries, fewer than the 178 that the"
+    with (
+        pytest.warns(ClassCoverageWarning, match="after 256 queries"),  # the budget let generation draw one batch
+        pytest.raises(ValueError, match=expected + r" labels of the \d+ rows cost\. Raise max_queries") as caught,
+    ):
+        DB3Distiller(Teacher(counted), transfer_set=gen, max_epochs=5, random_state=0).fit(X)
+    spent = counted.rows
+    assert spent <= 320 and int(re.search(expected, str(caught.value)).group(1)) == 400 - spent  # none of the labels
 
 
 def test_breast_cancer_per_feature_range():
