@@ -6,7 +6,12 @@ come from BD against the pseudo samples of the other classes, and a LeNet-5-half
 learns them. The student is scored on all 5,000 real digits (accuracy and fidelity), beside
 a copycat student trained on uniform-noise images labelled by the teacher: as many images as
 the zero-shot run spent queries, drawn and labelled a chunk at a time and seen once each.
-Also saves a picture of pseudo samples per class.
+Also saves a picture of pseudo samples per class. Rows (``--rows``): ``split``, the first
+runs' 60 % of the budget to the generator (run on its own) and BD soft labels on the pseudo
+samples alone with the rest; ``defaults``, the entry point with its defaults
+(``DB3Distiller(teacher, transfer_set=ZeroShotTransferSet(max_queries=budget, ...))``: one
+budget for the whole fit, mixtures of pseudo samples); ``copycat``, the noise copycat of the
+split row's queries.
 
     python benchmarks/zero_shot.py                    # budgets 1M, 5M and 20M queries
     python benchmarks/zero_shot.py --quick            # 200k
@@ -190,6 +195,7 @@ def main(argv=None):
                 budget=budget,
                 queries=queries,
                 n_pseudo=n_images,
+                n_mixtures=0,
                 classes_reached="",
                 accuracy=float(np.mean(pred == y_all)),
                 fidelity=float(np.mean(pred == teacher_all)),
@@ -218,6 +224,7 @@ def main(argv=None):
                     budget=budget,
                     queries=queries,
                     n_pseudo=len(gen.samples_),
+                    n_mixtures=d.n_mixtures_,
                     classes_reached=int(sum(v > 0 for v in gen.n_samples_per_class_.values())),
                     accuracy=float(np.mean(pred == y_all)),
                     fidelity=float(np.mean(pred == teacher_all)),
