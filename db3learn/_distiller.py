@@ -52,9 +52,9 @@ _QUERIED_MIN_EPOCHS = 2
 _DEFAULT_QUERIES_PER_SAMPLE = 400
 #: the same for a table: about what the full searches spent per row on benchmark f's tables (31 to 135)
 _DEFAULT_TABLE_QUERIES_PER_SAMPLE = 100
-#: zero-shot with a budget (``ZeroShotTransferSet(max_queries=B)``): the share of ``B`` kept from generation for the
-#: soft labels; generation may spend the rest, and the rows' searches share what it leaves
-_ZERO_SHOT_SOFT_LABEL_SHARE = 0.2
+#: zero-shot with a budget (``ZeroShotTransferSet(max_queries=B)``): the share of ``B`` that generation may not spend,
+#: kept for what the pseudo samples ask after it (their labels, mixtures or boundary searches)
+_ZERO_SHOT_RESERVE = 0.2
 _MIXTURE_CHUNK = 2**16  # mixtures asked per teacher call (the teacher batches them further)
 _TRAINING_DEFAULTS = {"max_epochs": 50, "batch_size": 32, "lr": 1e-3, "optimizer": torch.optim.Adam, "device": "cpu"}
 
@@ -359,7 +359,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         The fitted input space; the student sees
         ``input_space_.transform(X)``.
     transfer_set_ : ZeroShotTransferSet
-        The fitted generator, when ``transfer_set`` was given.
+        The fitted generator, when ``transfer_set`` was given (with a
+        ``max_queries``, its own is generation's share: four fifths).
     temperature_ : float
         The temperature used (the one computed when ``temperature=None``).
     boundary_weight_ : float
@@ -573,14 +574,16 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if labeler.random_state is None and self.random_state is not None:
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
         if left is not None:  # a zero-shot budget: generation has spent its share; the labels come next
-            again = 0 if teacher.cache else len(X)  # without a cache, the searches ask each row's label again
-            labels = again + (len(X) if again else len(X) - len(self.transfer_set_.samples_))
+            # every row's label may be asked (a cached answer can miss when the search space's dtype differs from
+            # the pseudo samples'), and without a cache the searches ask each again
+            again = 0 if teacher.cache else len(X)
+            labels = len(X) + again
             if left < labels:
                 raise ValueError(
                     f"DB3Distiller: ZeroShotTransferSet(max_queries={self.transfer_set.max_queries:,}) bounds the "
                     f"whole fit, and generation left {left:,} queries, fewer than the {labels:,} that the labels of "
-                    f"the {len(X):,} rows cost{' (a teacher without cache asks each twice)' if again else ''}. Raise "
-                    "max_queries, give fewer rows beside the pseudo samples, or give a teacher with cache=True."
+                    f"the {len(X):,} rows may cost{' (a teacher without cache asks each twice)' if again else ''}. "
+                    "Raise max_queries, or give fewer rows beside the pseudo samples."
                 )
         labeler.fit(X)
         if left is not None:  # what the rows' searches may spend: the budget less generation and the labels
@@ -772,7 +775,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             per_sample = cap if per_sample is None else min(per_sample, cap)
         if per_sample is None:  # no budget and no mixtures: the searches run to the end
             return 0, own
-        extra = per_sample - 1  # beyond each row's own label
+        extra = max(0, per_sample - 1)  # beyond each row's own label
         search = max(0, int(np.floor(extra * (1 - share) + 1e-9)))
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
 
@@ -914,7 +917,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         """The validated transfer set (``X``, plus pseudo samples when ``transfer_set`` is given), and the queries left.
 
         The queries left: what ``transfer_set.max_queries`` leaves after generation, which at most
-        spends all but ``_ZERO_SHOT_SOFT_LABEL_SHARE`` of it; None without such a budget.
+        spends all but ``_ZERO_SHOT_RESERVE`` of it; None without such a budget.
         """
         left = None
         if self.transfer_set is None:
@@ -943,8 +946,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             ):
                 gen.set_params(n_features=np.shape(X)[1])
             budget = gen.max_queries
-            if budget is not None:  # it bounds the whole fit: the soft labels keep their share
-                gen.set_params(max_queries=max(1, budget - int(budget * _ZERO_SHOT_SOFT_LABEL_SHARE)))
+            if budget is not None:  # it bounds the whole fit: what comes after generation keeps its share
+                gen.set_params(max_queries=max(1, budget - int(budget * _ZERO_SHOT_RESERVE)))
             pseudo = gen.fit(X_given).samples_
             self.transfer_set_ = gen
             left = None if budget is None else budget - gen.n_queries_

@@ -256,14 +256,18 @@ def test_a_zero_shot_budget_too_small_for_the_labels_is_refused_before_asking_th
     X, model = wine_teacher
     counted = CountingModel(model)
     gen = ZeroShotTransferSet(n_samples_per_class=20, n_iter=3, feature_range=_ranges(X), max_queries=400)
-    expected = r"max_queries=400\) bounds the whole fit, and generation left (\d+) queries, fewer than the 178 that the"
+    expected = r"max_queries=400\) bounds the whole fit, and generation left (\d+) queries, fewer than the (\d+) that"
     with (
         pytest.warns(ClassCoverageWarning, match="after 256 queries"),  # the budget let generation draw one batch
-        pytest.raises(ValueError, match=expected + r" labels of the \d+ rows cost\. Raise max_queries") as caught,
+        pytest.raises(
+            ValueError, match=expected + r" the labels of the \2 rows may cost\. Raise max_queries"
+        ) as caught,
     ):
         DB3Distiller(Teacher(counted), transfer_set=gen, max_epochs=5, random_state=0).fit(X)
     spent = counted.rows
-    assert spent <= 320 and int(re.search(expected, str(caught.value)).group(1)) == 400 - spent  # none of the labels
+    found = re.search(expected, str(caught.value))
+    assert spent <= 320 and int(found.group(1)) == 400 - spent  # none of the labels was asked
+    assert int(found.group(2)) > 178  # the rows given and the pseudo samples
 
 
 def test_breast_cancer_per_feature_range():
