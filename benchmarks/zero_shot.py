@@ -193,6 +193,7 @@ def main(argv=None):
             dict(
                 student="noise copycat",
                 budget=budget,
+                seed=args.seed,
                 queries=queries,
                 n_pseudo=n_images,
                 n_mixtures=0,
@@ -222,6 +223,7 @@ def main(argv=None):
                 dict(
                     student="zero-shot DB3KD" if row == "split" else "zero-shot defaults",
                     budget=budget,
+                    seed=args.seed,
                     queries=queries,
                     n_pseudo=len(gen.samples_),
                     n_mixtures=d.n_mixtures_,
