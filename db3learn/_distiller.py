@@ -562,7 +562,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         teacher = self._get_teacher()
         q0 = teacher.n_queries
         rng = check_random_state(self.random_state)
-        X, left = self._transfer_set(X, y, teacher, rng)
+        X = self._transfer_set(X, y, teacher, rng)
         labeler = clone(self.soft_labeler) if self.soft_labeler is not None else DecisionBoundarySoftLabeler()
         labeler.set_params(teacher=teacher, verbose=max(labeler.verbose, self.verbose))
         if self.input_space is not None:
@@ -573,21 +573,24 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             labeler.set_params(input_space=self.input_space)
         if labeler.random_state is None and self.random_state is not None:
             labeler.set_params(random_state=int(rng.randint(2**31 - 1)))
-        if left is not None:  # a zero-shot budget: generation has spent its share; the labels come next
+        budget = None if self.transfer_set is None else self.transfer_set.max_queries
+        left = None  # what a zero-shot budget leaves the rows' mixtures or searches (None: no such budget)
+        if budget is not None:  # generation has spent its share; the labels come next
             # every row's label may be asked (a cached answer can miss when the search space's dtype differs from
             # the pseudo samples'), and without a cache the searches ask each again
             again = 0 if teacher.cache else len(X)
             labels = len(X) + again
+            left = budget - (teacher.n_queries - q0)
             if left < labels:
                 raise ValueError(
-                    f"DB3Distiller: ZeroShotTransferSet(max_queries={self.transfer_set.max_queries:,}) bounds the "
+                    f"DB3Distiller: ZeroShotTransferSet(max_queries={budget:,}) bounds the "
                     f"whole fit, and generation left {left:,} queries, fewer than the {labels:,} that the labels of "
                     f"the {len(X):,} rows may cost{' (a teacher without cache asks each twice)' if again else ''}. "
                     "Raise max_queries, or give fewer rows beside the pseudo samples."
                 )
         labeler.fit(X)
-        if left is not None:  # what the rows' searches may spend: the budget less generation and the labels
-            left = self.transfer_set.max_queries - (teacher.n_queries - q0) - again
+        if budget is not None:  # the budget less generation and the labels
+            left = budget - (teacher.n_queries - q0) - again
         answered = np.unique(labeler.reference_labels_)
         if len(answered) < 2:  # before the boundary searches are paid: there is no boundary to find
             raise ValueError(
@@ -776,7 +779,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if per_sample is None:  # no budget and no mixtures: the searches run to the end
             return 0, own
         extra = max(0, per_sample - 1)  # beyond each row's own label
-        search = max(0, int(np.floor(extra * (1 - share) + 1e-9)))
+        search = int(np.floor(extra * (1 - share) + 1e-9))
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
 
     def _label_mixtures(self, teacher, labeler, n, seed, keep=False):
@@ -914,12 +917,10 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         return float(labeler.temperature)
 
     def _transfer_set(self, X, y, teacher, rng):
-        """The validated transfer set (``X``, plus pseudo samples when ``transfer_set`` is given), and the queries left.
+        """The validated transfer set: ``X``, plus pseudo samples when ``transfer_set`` is given.
 
-        The queries left: what ``transfer_set.max_queries`` leaves after generation, which at most
-        spends all but ``_ZERO_SHOT_RESERVE`` of it; None without such a budget.
+        With ``transfer_set.max_queries``, generation spends at most all but ``_ZERO_SHOT_RESERVE`` of it.
         """
-        left = None
         if self.transfer_set is None:
             if X is None:
                 raise ValueError(
@@ -950,7 +951,6 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                 gen.set_params(max_queries=max(1, budget - int(budget * _ZERO_SHOT_RESERVE)))
             pseudo = gen.fit(X_given).samples_
             self.transfer_set_ = gen
-            left = None if budget is None else budget - gen.n_queries_
             if is_frame(pseudo):  # a table: its rows, then the pseudo rows in its format
                 import pandas as pd
 
@@ -963,12 +963,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             if y is not None:  # only checked: y may serve for scoring, never for training
                 check_consistent_length(X, y)
                 check_classification_targets(column_or_1d(y, warn=True))
-            return X, left
+            return X
         if y is None:
-            return validate_data(self, X, dtype=_DTYPES), left
+            return validate_data(self, X, dtype=_DTYPES)
         X, y = validate_data(self, X, y, dtype=_DTYPES)  # only checked: y may serve for scoring, never for training
         check_classification_targets(y)
-        return X, left
+        return X
 
     def _build_student(self, n_features, n_classes, n_rows, kd_weight=None, boundary_weight=None, queried=False):
         module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}
