@@ -169,7 +169,9 @@ def test_short_classes_are_named_in_a_warning():
         random_state=0,
     )
     with pytest.warns(
-        ClassCoverageWarning, match=r"wanted 20 pseudo samples per class but got \d+ of class 2 after [\d,]+ queries"
+        ClassCoverageWarning,
+        match=r"wanted 20 pseudo samples per class but got \d+ of class 2 after [\d,]+ queries\. Raise max_queries .*"
+        r"if the inputs are images, give input_shape=\(channels, height, width\)",
     ) as caught:
         gen.fit()
     assert [w.filename for w in caught] == [__file__]  # the warning points at the user's line, not at a library's
@@ -289,5 +291,49 @@ def test_smooth_noise_for_images():
     # smooth: neighbouring pixels are far closer than independent uniform ones (mean gap 1/3)
     assert np.abs(np.diff(images, axis=2)).mean() < 0.1
     gen = ZeroShotTransferSet(noise="paper", input_shape=(1, 28, 28))
+    gen.input_shape_ = (1, 28, 28)  # as fit sets it
     paper = gen._noise(np.random.RandomState(0), 100, 784)
     assert np.abs(np.diff(paper.reshape(100, 28, 28), axis=2)).mean() > 0.1
+
+
+@pytest.mark.parametrize(
+    ("n_features", "per_feature", "expected"),
+    [
+        (784, False, (1, 28, 28)),
+        (256, False, (1, 16, 16)),
+        (3072, False, (3, 32, 32)),
+        (64, False, None),  # 8 x 8: too small for the smooth noise's 14 x 14 layer to mean anything
+        (784, True, None),  # a range per feature: a table
+        (785, False, None),
+    ],
+)
+def test_image_shape_inferred_from_the_width(n_features, per_feature, expected):
+    from db3learn._zero_shot import _inferred_image_shape
+
+    low, high = np.zeros(n_features), np.ones(n_features)
+    if per_feature:
+        high[0] = 2.0
+    assert _inferred_image_shape(n_features, low, high) == expected
+
+
+def test_a_flat_mnist_width_gets_smooth_noise_that_reaches_every_class():
+    """n_features=784 and no input_shape: the noise takes the 28 x 28 layout, and reaches the classes flat noise misses.
+
+    The teacher is a logistic regression on 2,000 real MNIST digits; the paper's noise reaches none of its 1s or 4s
+    in 2,000 draws (and the warning names input_shape as the fix), the inferred layout's smooth noise every class.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from db3learn.datasets import load_mnist
+
+    X, y = load_mnist()
+    rows = np.random.RandomState(0).permutation(len(X))[:2000]
+    teacher = LogisticRegression(max_iter=200).fit(X[rows], y[rows])
+    settings = dict(n_samples_per_class=5, n_iter=0, n_features=784, max_noise_draws=2000, random_state=0)
+    inferred = ZeroShotTransferSet(Teacher(teacher), **settings).fit()
+    assert inferred.input_shape_ == (1, 28, 28)
+    assert min(inferred.n_samples_per_class_.values()) == 5
+    with pytest.warns(ClassCoverageWarning, match=r"got 0 of class \d.*give input_shape=\(channels, height, width\)"):
+        flat = ZeroShotTransferSet(Teacher(teacher), noise="paper", **settings).fit()
+    assert flat.input_shape_ is None
+    assert min(flat.n_samples_per_class_.values()) == 0
