@@ -159,7 +159,9 @@ def summarise(records):
     keys = sorted({(r["table"], r["teacher"], r["budget"], r["row"]) for r in records}, key=str)
     out = []
     for table, teacher, budget, row in keys:
-        group = [r for r in records if (r["table"], r["teacher"], r["budget"], r["row"]) == (table, teacher, budget, row)]
+        group = [
+            r for r in records if (r["table"], r["teacher"], r["budget"], r["row"]) == (table, teacher, budget, row)
+        ]
         out.append(
             dict(
                 table=table,
@@ -207,7 +209,9 @@ def main(argv=None):
     for table, teacher, budget in sorted({(s["table"], s["teacher"], s["budget"]) for s in summary}, key=str):
         cells = []
         for row in args.rows:
-            match = [s for s in summary if (s["table"], s["teacher"], s["budget"], s["row"]) == (table, teacher, budget, row)]
+            match = [
+                s for s in summary if (s["table"], s["teacher"], s["budget"], s["row"]) == (table, teacher, budget, row)
+            ]
             cells.append(f"{100 * match[0]['fidelity']:.1f} %" if match else "")
         print(f"| {table} | {teacher} | {budget:,} | " + " | ".join(cells) + " |")
 
