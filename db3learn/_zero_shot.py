@@ -400,6 +400,7 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         """
         if is_frame(X):  # a table: pseudo rows with X's columns, dtypes, ranges and categories
             space = self._table_space(X)
+            self.input_shape_ = None  # a table's rows: no image layout
             n_features, low, high = space.n_features_out_, space.z_low_, space.z_high_
             self.feature_range_ = (space.low_, space.high_)
 

@@ -389,6 +389,7 @@ def test_zero_shot_pseudo_rows_of_a_table_are_valid_rows_for_its_teacher(credit)
     assert_valid_rows([pseudo], schema)
     np.testing.assert_array_equal(labels, model.predict(pseudo))
     assert sorted(gen.n_samples_per_class_.values()) == [15, 15]
+    assert gen.input_shape_ is None  # a table's rows get no image layout, whatever their width
     student = DB3Distiller(
         model, transfer_set=gen, soft_labeler=DecisionBoundarySoftLabeler(n_directions=2), max_epochs=5, random_state=0
     ).fit(schema)  # the table's rows and the pseudo rows, as one DataFrame transfer set
