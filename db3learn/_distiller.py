@@ -47,8 +47,8 @@ _TABLE_MIN_HIDDEN_UNITS = 128
 _QUERIED_BATCH_SIZE = 256
 _QUERIED_STEPS = 3000
 #: the same for zero-shot images (a ``transfer_set`` and image inputs): mixtures of pseudo samples taught a LeNet-5-half
-#: student more with longer training (MNIST, 1M queries, seed 0: 94.8 % on the real digits at 3,000 steps, 96.3 % at
-#: about 9,400, benchmark d)
+#: student more with longer training (MNIST, 1M queries, the same queries on 3 seeds: 95.5 % on the real digits at
+#: 3,000 steps, 97.0 % at 10,000; benchmark d)
 _ZERO_SHOT_QUERIED_STEPS = 10_000
 _QUERIED_MIN_EPOCHS = 2
 #: mixup above 0 without max_queries_per_sample: the fit's queries per transfer row (about the full BD search's 391

@@ -490,9 +490,9 @@ class ZeroShotTransferSet(_TeacherParamMixin, BaseEstimator):
         The paper's: clip((U + 0.2) s1 + N(0, 1) s2, 0, 1). With ``noise="auto"`` and an
         ``input_shape`` with two spatial dimensions, half the draws are smooth instead:
         uniform noise at 4x4, 7x7 or 14x14, bilinearly enlarged, with everything below a
-        random threshold (none, 0.5 or 0.7) set to 0 (``input_shape_``: given or inferred). For a LeNet-5 MNIST teacher, 5,000
-        such images reach every class (the rarest, 9, about 1 % of the time), while
-        20,000 of the paper's reach no 1, 4 or 9.
+        random threshold (none, 0.5 or 0.7) set to 0 (the shape is ``input_shape_``: given or
+        inferred). For a LeNet-5 MNIST teacher, 5,000 such images reach every class (the
+        rarest, 9, about 1 % of the time), while 20,000 of the paper's reach no 1, 4 or 9.
         """
         shape = self.input_shape_
         spatial = shape is not None and len(shape) >= 2 and min(shape[-2:]) >= 4
