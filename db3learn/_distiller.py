@@ -1004,7 +1004,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         defaults = dict(_TRAINING_DEFAULTS)
         if not self.input_space_.identity_:  # a table: small, fast epochs; its copycats gain up to 150 (benchmark f)
             defaults["max_epochs"] = _TABLE_MAX_EPOCHS
-        if queried:  # epochs over every queried row: in large batches, about _QUERIED_STEPS steps
+        if queried:  # epochs over every queried row: in large batches, for about _QUERIED_STEPS steps (or more)
             batch_size = self.batch_size or base.get("batch_size") or _QUERIED_BATCH_SIZE
             zero_shot_images = self.transfer_set is not None and self.input_space_.identity_
             steps = _ZERO_SHOT_QUERIED_STEPS if zero_shot_images else _QUERIED_STEPS
