@@ -24,10 +24,13 @@ that its query count is its own:
   at T = 8 (not label-only: a ceiling for the rows).
 
 Every student trains as the defaults would on that many rows: on up to 1,000 rows 50 epochs
-of 32, on more rows batches of 256 for about 3,000 steps (at least 2 epochs); ``--cosine``
+of 32, on more rows batches of 256 for about 10,000 steps (at least 2 epochs, at most 50;
+3,000 steps before the change that section h measures); ``--cosine``
 makes the rivals' learning rate decay along a cosine to 0 over the run (tried for the
 defaults too, not adopted: see benchmarks/README.md, section h). ``--variants`` adds the
-defaults without the boundary term; ``--defaults-only`` runs the defaults alone. Scored on the
+defaults without the boundary term; ``--defaults-only`` runs the defaults alone, ``--no-searches``
+the defaults and the mixup copycat (the searches' rows and their copycat left out),
+``--searches-only`` the searches alone. Scored on the
 held-out digits as accuracy and fidelity (agreement with the teacher); fit seconds include the
 search (defaults) or the labelling (mixup).
 
@@ -53,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
 from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
-from db3learn._distiller import _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' own rule
+from db3learn._distiller import _IMAGE_QUERIED_STEPS, _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' rule
 from db3learn.models import LeNet5  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -61,10 +64,10 @@ BUDGETS = [1, 10, 30, 100, 300, 1000]
 
 
 def training(n_rows, n_transfer):
-    """Epochs and batch size the defaults would use for ``n_rows`` rows (about 3,000 steps of 256 beyond the transfer set)."""
+    """Epochs and batch size the defaults use for ``n_rows`` rows (about 10,000 steps of 256 beyond the transfer set)."""
     if n_rows <= n_transfer:
         return 50, 32
-    return _queried_epochs(n_rows, _QUERIED_BATCH_SIZE, 50), _QUERIED_BATCH_SIZE
+    return _queried_epochs(n_rows, _QUERIED_BATCH_SIZE, 50, _IMAGE_QUERIED_STEPS), _QUERIED_BATCH_SIZE
 
 
 def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False):
@@ -134,6 +137,12 @@ def main(argv=None):
     )
     parser.add_argument("--paper", action="store_true", help="add the paper's DB3KD (mixup=0, queried_rows=False)")
     parser.add_argument("--defaults-only", action="store_true", help="run the defaults alone (rivals from another run)")
+    parser.add_argument(
+        "--no-searches",
+        action="store_true",
+        help="leave out the searches and their rows' copycat (the defaults and mixup)",
+    )
+    parser.add_argument("--searches-only", action="store_true", help="run the searches (mixup=0) alone")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
     parser.add_argument("--tag", default=None, help="name of the CSV files (default: budget_curves[_quick])")
     args = parser.parse_args(argv)
@@ -185,16 +194,23 @@ def main(argv=None):
 
     for seed in seeds:
         for budget in budgets:
+            if args.searches_only:
+                defaults("searches (mixup=0)", budget, seed, mixup=0)
+                write_csv(out / f"{tag}.csv", records)
+                continue
             spent = defaults("defaults", budget, seed).n_queries
             if args.defaults_only:
                 write_csv(out / f"{tag}.csv", records)
                 continue
-            teacher = defaults("searches (mixup=0)", budget, seed, keep_rows=True, mixup=0)
-            search_spent = teacher.n_queries
-            rows, labels = teacher.queried_rows()
-            if args.variants and budget > 1:
+            if args.no_searches:
+                rows, labels = None, ()
+            else:
+                teacher = defaults("searches (mixup=0)", budget, seed, keep_rows=True, mixup=0)
+                search_spent = teacher.n_queries
+                rows, labels = teacher.queried_rows()
+            if args.variants and budget > 1 and not args.no_searches:
                 defaults("searches (mixup=0), boundary_weight=0", budget, seed, mixup=0, boundary_weight=0)
-            if args.paper and budget > 1:
+            if args.paper and budget > 1 and not args.no_searches:
                 defaults("paper's DB3KD", budget, seed, mixup=0, queried_rows=False)
             if budget > 1 and len(labels):
                 start = time.perf_counter()

@@ -41,15 +41,14 @@ _CHECK_SCORED_ROWS = 400
 _MAX_CHECK_FOLDS = 5
 _TABLE_MAX_EPOCHS = 150
 _TABLE_MIN_HIDDEN_UNITS = 128
-#: queried rows: batches of 256, epochs for about 3,000 steps (at least 2, at most the default's epochs); on MNIST
-#: 2 epochs over 391 rows per digit matched 8 (benchmark g), on tables 8 epochs fell short (credit_data, logistic
-#: regression: 98.1 % fidelity at 8 epochs, 99.9 % at 25)
+#: queried rows on a table: batches of 256, epochs for about 3,000 steps (at least 2, at most the default's epochs);
+#: 8 epochs fell short there (credit_data, logistic regression: 98.1 % fidelity at 8 epochs, 99.9 % at 25)
 _QUERIED_BATCH_SIZE = 256
 _QUERIED_STEPS = 3000
-#: the same for zero-shot images (a ``transfer_set`` and image inputs): mixtures of pseudo samples taught a LeNet-5-half
-#: student more with longer training (MNIST, 1M queries, the same queries on 3 seeds: 95.5 % on the real digits at
-#: 3,000 steps, 97.0 % at 10,000; benchmark d)
-_ZERO_SHOT_QUERIED_STEPS = 10_000
+#: the same for images (raw units): their students learnt more from longer training. Zero-shot (MNIST, 1M queries, the
+#: same queries on 3 seeds): 95.5 % on the real digits at 3,000 steps, 97.0 % at 10,000 (benchmark d). Mixtures of
+#: real digits at 400 queries per digit: benchmark h
+_IMAGE_QUERIED_STEPS = 10_000
 _QUERIED_MIN_EPOCHS = 2
 #: mixup above 0 without max_queries_per_sample: the fit's queries per transfer row (about the full BD search's 391
 #: per digit on MNIST, where a copycat on that many teacher-labelled mixtures was level with it: benchmark h)
@@ -210,15 +209,16 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         :meth:`~db3learn.Teacher.queried_rows`), with the teacher's hard
         label: the student trains on the transfer set (soft labels, boundary
         term) and those rows as one training set, in batches of 256 for
-        about 3,000 steps (10,000 for zero-shot images, a ``transfer_set``
-        of image inputs; at least 2 epochs, at most the default's). The
+        about 10,000 steps for images (inputs in raw units) and 3,000 for a
+        table (at least 2 epochs, at most the default's). The
         search's rows lie mostly near the teacher's decision boundaries,
         where the student learns them; on MNIST (benchmark a, 3 seeds, 391
         queries per digit) fidelity rose from 97.6 % to 98.8 %. It costs no
         queries; it costs memory for the rows (at most 2 GiB:
-        ``Teacher(keep_rows=...)``) and training time (on MNIST with 2 CPU
-        cores that other work shared, 200 to 680 s against about 40 s for
-        the transfer set alone). It switches the teacher's ``keep_rows``
+        ``Teacher(keep_rows=...)``) and training time (on MNIST, 10,000
+        steps of a LeNet-5-half student and their 400,000 rows took about
+        25 minutes on one thread of 2 CPU cores that other work shared,
+        against about 40 s for the transfer set alone). It switches the teacher's ``keep_rows``
         on; if the teacher answered the searches before without keeping
         rows, they run again from its cached answers (a search asked before
         costs no query, only search time) so that their rows are kept, and when the fit ends it switches
@@ -332,8 +332,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         skorch's training parameters. ``None`` keeps the value of a skorch
         net given as ``student``, else 50 epochs (150 for a table: an
         ``input_space_`` that is not the identity), batches of 32 (with the
-        queried rows: batches of 256, epochs for about 3,000 steps, 10,000
-        for zero-shot images), Adam at
+        queried rows: batches of 256, epochs for about 10,000 steps on
+        images, 3,000 on a table), Adam at
         1e-3 (torch's fused Adam, one kernel per step, on CPU with torch 2.4
         or later and on CUDA: the same updates, and on 2 CPU cores a table
         student trained in about half the time), on
@@ -1006,8 +1006,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             defaults["max_epochs"] = _TABLE_MAX_EPOCHS
         if queried:  # epochs over every queried row: in large batches, for about _QUERIED_STEPS steps (or more)
             batch_size = self.batch_size or base.get("batch_size") or _QUERIED_BATCH_SIZE
-            zero_shot_images = self.transfer_set is not None and self.input_space_.identity_
-            steps = _ZERO_SHOT_QUERIED_STEPS if zero_shot_images else _QUERIED_STEPS
+            steps = _IMAGE_QUERIED_STEPS if self.input_space_.identity_ else _QUERIED_STEPS
             epochs = _queried_epochs(n_rows, batch_size, defaults["max_epochs"], steps)
             defaults.update(max_epochs=epochs, batch_size=_QUERIED_BATCH_SIZE)
         default_optimizer = self.optimizer is None and "optimizer" not in base

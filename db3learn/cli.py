@@ -175,7 +175,7 @@ def build_parser():
         type=int,
         default=None,
         help="epochs of the default student over the transfer set and the queried rows "
-        "(default: DB3Distiller's, about 3,000 steps)",
+        "(default: DB3Distiller's, about 10,000 steps)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -197,7 +197,7 @@ def test_rows_without_soft_labels_train_on_their_hard_labels_alone():
     )
 
 
-def test_by_default_images_train_on_the_queried_rows_for_about_3000_steps(digits):
+def test_by_default_images_train_on_the_queried_rows_for_about_10000_steps(digits):
     X, y, X_test, _ = digits
     svc = SVC().fit(X, y)
     teacher = Teacher(svc)
@@ -205,7 +205,7 @@ def test_by_default_images_train_on_the_queried_rows_for_about_3000_steps(digits
     assert distiller.input_space_.identity_ and distiller.queried_rows_ and distiller.soft_label_check_ is None
     n_rows = 150 + distiller.n_queried_rows_
     steps = -(-n_rows // 256)
-    assert distiller.student_.max_epochs == min(50, max(2, -(-3000 // steps)))
+    assert distiller.student_.max_epochs == min(50, max(2, -(-10_000 // steps)))
     assert len(distiller.student_.history) == distiller.student_.max_epochs
     assert len(distiller.student_.history[0, "batches"]) == steps
     paper = DB3Distiller(teacher, queried_rows=False, random_state=0).fit(X[:150])

@@ -236,13 +236,13 @@ def test_zero_shot_images_learn_mixtures_of_pseudo_samples_as_many_as_the_budget
     assert generated + d.n_mixtures_ > 8000 - 2 * n  # all of the budget but the labels and the rounding down
     assert d.n_queries_ == teacher.n_queries <= 8000
     assert 0.95 * d.n_mixtures_ < d.n_queried_rows_ <= d.n_mixtures_  # the student learns them (a repeated one once)
-    # with the default epochs, zero-shot images train for about 10,000 steps of 256 rows, real images for 3,000: on
-    # 200,000 rows (782 steps an epoch), 13 epochs and 4
+    # with the default epochs, images train for about 10,000 steps of 256 rows, zero-shot or real: on 200,000 rows (782
+    # steps an epoch), 13 epochs
     default_epochs = d.set_params(max_epochs=None)
     zero_shot = default_epochs._build_student(64, 10, n_rows=200_000, queried=True)
     assert (zero_shot.max_epochs, zero_shot.batch_size) == (13, 256)
     real = DB3Distiller(TorchTeacher(module), max_epochs=1, random_state=0).fit(X[:100]).set_params(max_epochs=None)
-    assert real._build_student(64, 10, n_rows=200_000, queried=True).max_epochs == 4
+    assert real._build_student(64, 10, n_rows=200_000, queried=True).max_epochs == 13
     # without a budget: the generator's rounds, then 399 mixtures per pseudo sample (400 queries with its label)
     with _maybe_warns():
         free = DB3Distiller(

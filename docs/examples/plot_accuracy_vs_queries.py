@@ -72,7 +72,7 @@ rows.append(row("white-box KD", 0, white_box.predict))
 # that ``n_queries_`` counts every query of the setting (a shared teacher would answer the
 # binary-search points that two budgets have in common from its cache). Queries are counted
 # per transfer sample, the query that labels the sample included. The defaults train on the
-# transfer set and the queried rows for about 3,000 steps (``max_epochs=None``); the paper's
+# transfer set and the queried rows for about 10,000 steps (``max_epochs=None``); the paper's
 # loss on the transfer set alone, from the same teacher's cache (no extra query).
 for method, budgets in (("sd", [None]), ("bd", [20, 60, 200, None])):
     for budget in budgets:

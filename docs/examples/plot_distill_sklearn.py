@@ -39,7 +39,7 @@ print(f"teacher accuracy on held-out digits: {svc.score(X_test, y_test):.3f}")
 # Both students are the default MLP. The copycat spends one query per sample and trains 50
 # epochs on the 300 digits; the DB3KD student also asks for boundary distances (a batched
 # binary search toward the 10 nearest reference digits of each other class) and trains on the
-# digits and on every row the search asked, with its label, for about 3,000 steps.
+# digits and on every row the search asked, with its label, for about 10,000 steps.
 copycat = DB3Distiller(teacher, kd_weight=0, random_state=0).fit(X_transfer)
 student = DB3Distiller(teacher, random_state=0).fit(X_transfer)
 
