@@ -263,7 +263,7 @@ def run_distill(
     temperature=None,
     n_directions=10,
     hidden_units=None,
-    epochs=50,
+    epochs=None,
     holdout=0.2,
     random_state=0,
     verbose=True,
@@ -299,7 +299,12 @@ def run_distill(
     n_directions : int, default=10
     hidden_units : sequence of int or None, default=None
         The student's hidden layers; ``None`` sizes one from the data.
-    epochs : int, default=50
+    epochs : int or None, default=None
+        Passes over the student's training rows (the transfer set and, with
+        the queried rows, those too). ``None``: :class:`~db3learn.DB3Distiller`'s
+        default, about 10,000 steps of 256 rows on images and 3,000 on a
+        table when the queried rows are learnt, else 50 epochs (150 on a
+        table). The report gives the epochs trained.
     holdout : float, default=0.2
         Share of the rows kept for the fidelity measure, in [0, 1).
     random_state : int, default=0
@@ -369,7 +374,7 @@ def run_distill(
         method=method,
         temperature=distiller.temperature_,
         hidden_units=None if hidden is None else [int(h) for h in hidden],
-        epochs=epochs,
+        epochs=int(distiller.student_.max_epochs),
         time_s=round(time.perf_counter() - start, 3),
         out=str(out),
     )

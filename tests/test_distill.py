@@ -92,6 +92,10 @@ def test_distill_a_saved_model_from_the_command_line(svc, svc_file, data_file, f
     assert report["requests"] is None and report["fidelity"] == fresh[0].fidelity
     student = load_student(out)
     np.testing.assert_array_equal(student.predict(np.load(data_file)), fresh[1].predict(np.load(data_file)))
+    assert report["epochs"] == 3  # the epochs trained
+    # without --epochs the library's own training length (about 10,000 steps on images), not a fixed count
+    args = build_parser().parse_args(["distill", "--teacher", str(svc_file), "--data", str(data_file), "--out", "x"])
+    assert args.epochs is None
 
 
 def test_distill_reports_errors_without_a_traceback(tmp_path, capsys):
