@@ -37,8 +37,8 @@ search (defaults) or the labelling (mixup).
     python benchmarks/budget_curves.py                   # 6 budgets x 3 seeds: hours on 2 CPU cores
     python benchmarks/budget_curves.py --quick           # 200 transfer digits, budgets 1 10 30, 1 seed
 
-Measured so far on the full setting: budgets 10, 30 and 100 on 3 seeds, the full search on one
-(benchmarks/README.md, section h). Results:
+Measured so far on the full setting (benchmarks/README.md, section h): budgets 10, 30 and 100 on
+3 seeds with 3,000 steps; budgets 1 and 400 and the full search on 3 seeds with 10,000. Results:
 ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """
 

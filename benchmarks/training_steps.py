@@ -1,0 +1,92 @@
+"""Benchmark h, the training length of image students: the quick start's setting at two step counts.
+
+The quick start's first step (an RBF SVC teacher on scikit-learn's 8x8 digits, scaled to [0, 1],
+fitted on the first 1,000; ``DB3Distiller(teacher, random_state=seed).fit(X[:500])``, the
+default MLP student; scored on the 797 digits from 1,000 on) with the library's defaults, but for
+the number of steps of 256 rows that an image student trains for on the transfer set and the
+queried rows (``_IMAGE_QUERIED_STEPS``, 10,000 since this benchmark; 3,000 before). The teacher's
+answers are the same at every step count (one cached ``Teacher``), so each seed's students differ
+in their training alone.
+
+    python benchmarks/training_steps.py                          # 3,000 and 10,000 steps, 6 seeds: about 10 minutes
+    python benchmarks/training_steps.py --steps 3000 --seeds 1   # one student
+
+Results: ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.svm import SVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import db3learn._distiller as distiller_module  # noqa: E402 -- the step count is the variable measured
+from benchmarks._common import write_csv  # noqa: E402
+from db3learn import DB3Distiller, Teacher  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[3000, 10_000], help="steps of 256 rows")
+    parser.add_argument("--seeds", type=int, default=6, help="student seeds per step count (default 6)")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
+    parser.add_argument("--tag", default="training_steps", help="name of the CSV files (default: training_steps)")
+    args = parser.parse_args(argv)
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    teacher = Teacher(SVC().fit(X[:1000], y[:1000]))
+    X_test, y_test = X[1000:], y[1000:]
+    records = []
+    default_steps = distiller_module._IMAGE_QUERIED_STEPS
+    try:
+        for steps in args.steps:
+            distiller_module._IMAGE_QUERIED_STEPS = steps
+            for seed in range(args.seeds):
+                start = time.perf_counter()
+                student = DB3Distiller(teacher, random_state=seed).fit(X[:500])
+                row = dict(
+                    steps=steps,
+                    seed=seed,
+                    epochs=student.student_.max_epochs,
+                    n_queried_rows=student.n_queried_rows_,
+                    accuracy=student.score(X_test, y_test),
+                    fidelity=student.score(X_test),
+                    fit_seconds=round(time.perf_counter() - start, 1),
+                )
+                records.append(row)
+                print(row, flush=True)
+    finally:
+        distiller_module._IMAGE_QUERIED_STEPS = default_steps
+    write_csv(Path(args.out) / f"{args.tag}.csv", records)
+    summary = []
+    print(f"\n{'steps':>7}{'epochs':>8}{'accuracy':>10}{'fidelity':>10}{'std':>7}{'fit (s)':>9}")
+    for steps in args.steps:
+        rs = [r for r in records if r["steps"] == steps]
+        fid = np.array([r["fidelity"] for r in rs])
+        row = dict(
+            steps=steps,
+            epochs=rs[0]["epochs"],
+            accuracy=float(np.mean([r["accuracy"] for r in rs])),
+            fidelity=float(fid.mean()),
+            fidelity_std=float(fid.std()),
+            fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
+            n_seeds=len(rs),
+        )
+        summary.append(row)
+        print(
+            f"{steps:>7}{row['epochs']:>8}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
+            f"{row['fidelity_std']:>7.2%}{row['fit_seconds']:>9.1f}"
+        )
+    write_csv(Path(args.out) / f"{args.tag}_summary.csv", summary)
+
+
+if __name__ == "__main__":
+    main()
