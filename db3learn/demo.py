@@ -125,7 +125,7 @@ def run_demo(
     queried_epochs : int or None, default=None
         Epochs of the default student over the transfer set and the queried
         rows (batches of 256). ``None``: DB3Distiller's default, about
-        3,000 steps (2 epochs for 1,000 transfer digits).
+        10,000 steps (7 epochs for 1,000 transfer digits).
     random_state : int, default=0
     verbose : bool, default=True
         Progress bars on stderr.
