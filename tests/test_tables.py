@@ -290,6 +290,12 @@ def test_a_saved_table_student_predicts_as_the_distiller(credit, tmp_path):
     assert len(student.input_space_.point_mass_columns_)  # indicators the saved student must append too
     loaded = load_student(save_student(student, tmp_path / "s"))
     np.testing.assert_array_equal(loaded.predict(numeric[2000:2300]), student.predict(numeric[2000:2300]))
+    # with the default epochs a table trains on queried rows for about 3,000 steps of 256 rows (images: 10,000): on
+    # 200,000 rows (782 steps an epoch), 4 epochs
+    n_features = numeric.shape[1]
+    assert (
+        student.set_params(max_epochs=None)._build_student(n_features, 2, n_rows=200_000, queried=True).max_epochs == 4
+    )
 
 
 def test_a_saved_student_of_a_table_with_strings_predicts_from_a_dataframe(credit, tmp_path):
