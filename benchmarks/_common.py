@@ -50,6 +50,24 @@ def gap_closed(value, copycat, ceiling):
     return (value - copycat) / (ceiling - copycat) if ceiling != copycat else np.nan
 
 
+def summarise(records, keys, means):
+    """One row per group of ``records`` sharing ``keys`` (first-seen order): the mean of each column in ``means``
+    (``fidelity``'s standard deviation after it) and the number of seeds."""
+    groups = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        row = dict(zip(keys, key))
+        for column in means:
+            row[column] = float(np.mean([r[column] for r in rs]))
+            if column == "fidelity":
+                row["fidelity_std"] = float(np.std([r["fidelity"] for r in rs]))
+        row["n_seeds"] = len(rs)
+        rows.append(row)
+    return rows
+
+
 def write_csv(path, rows):
     """Write a list of dicts (all with the same keys) as a CSV file with a header."""
     with open(path, "w", newline="") as f:

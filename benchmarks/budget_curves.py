@@ -54,7 +54,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
+from benchmarks._common import lenet5_teacher, mnist_split, summarise, write_csv  # noqa: E402
 from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
 from db3learn._distiller import _IMAGE_QUERIED_STEPS, _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' rule
 from db3learn.models import LeNet5  # noqa: E402
@@ -98,30 +98,6 @@ def mixtures(X, n, seed):
     i, j = rng.randint(len(X), size=n), rng.randint(len(X), size=n)
     lam = rng.uniform(size=(n, 1)).astype(X.dtype)
     return X[i] + lam * (X[j] - X[i])
-
-
-def summarise(records):
-    keys = []
-    for r in records:
-        if (r["method"], r["budget"]) not in keys:
-            keys.append((r["method"], r["budget"]))
-    rows = []
-    for method, budget in keys:
-        rs = [r for r in records if (r["method"], r["budget"]) == (method, budget)]
-        rows.append(
-            dict(
-                method=method,
-                budget=budget,
-                queries_per_sample=float(np.mean([r["queries_per_sample"] for r in rs])),
-                accuracy=float(np.mean([r["accuracy"] for r in rs])),
-                fidelity=float(np.mean([r["fidelity"] for r in rs])),
-                fidelity_std=float(np.std([r["fidelity"] for r in rs])),
-                n_rows=float(np.mean([r["n_rows"] for r in rs])),
-                fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
-                n_seeds=len(rs),
-            )
-        )
-    return rows
 
 
 def main(argv=None):
@@ -256,7 +232,9 @@ def main(argv=None):
             )
             write_csv(out / f"{tag}.csv", records)  # after each budget: a long run that stops keeps what it measured
 
-    summary = summarise(records)
+    summary = summarise(
+        records, ["method", "budget"], ["queries_per_sample", "accuracy", "fidelity", "n_rows", "fit_seconds"]
+    )
     write_csv(out / f"{tag}_summary.csv", summary)
     print(f"\n{'method':<36}{'budget':>7}{'queries':>9}{'rows':>10}{'accuracy':>10}{'fidelity':>10}{'fit (s)':>9}")
     for r in summary:

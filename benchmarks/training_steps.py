@@ -19,14 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import db3learn._distiller as distiller_module  # noqa: E402 -- the step count is the variable measured
-from benchmarks._common import write_csv  # noqa: E402
+from benchmarks._common import summarise, write_csv  # noqa: E402
 from db3learn import DB3Distiller, Teacher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -66,23 +65,11 @@ def main(argv=None):
     finally:
         distiller_module._IMAGE_QUERIED_STEPS = default_steps
     write_csv(Path(args.out) / f"{args.tag}.csv", records)
-    summary = []
+    summary = summarise(records, ["steps"], ["epochs", "accuracy", "fidelity", "fit_seconds"])
     print(f"\n{'steps':>7}{'epochs':>8}{'accuracy':>10}{'fidelity':>10}{'std':>7}{'fit (s)':>9}")
-    for steps in args.steps:
-        rs = [r for r in records if r["steps"] == steps]
-        fid = np.array([r["fidelity"] for r in rs])
-        row = dict(
-            steps=steps,
-            epochs=rs[0]["epochs"],
-            accuracy=float(np.mean([r["accuracy"] for r in rs])),
-            fidelity=float(fid.mean()),
-            fidelity_std=float(fid.std()),
-            fit_seconds=float(np.mean([r["fit_seconds"] for r in rs])),
-            n_seeds=len(rs),
-        )
-        summary.append(row)
+    for row in summary:
         print(
-            f"{steps:>7}{row['epochs']:>8}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
+            f"{row['steps']:>7}{row['epochs']:>8.0f}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
             f"{row['fidelity_std']:>7.2%}{row['fit_seconds']:>9.1f}"
         )
     write_csv(Path(args.out) / f"{args.tag}_summary.csv", summary)
