@@ -50,6 +50,14 @@ def gap_closed(value, copycat, ceiling):
     return (value - copycat) / (ceiling - copycat) if ceiling != copycat else np.nan
 
 
+def peak_memory(fn):
+    """``fn()``'s result and the peak resident memory of this process while it ran, in MiB (memory_profiler)."""
+    from memory_profiler import memory_usage
+
+    peak, result = memory_usage((fn, (), {}), max_usage=True, retval=True, interval=0.2, include_children=False)
+    return result, float(peak)
+
+
 def summarise(records, keys, means):
     """One row per group of ``records`` sharing ``keys`` (first-seen order): the mean of each column in ``means``
     (``fidelity``'s standard deviation after it) and the number of seeds."""

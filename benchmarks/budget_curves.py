@@ -32,7 +32,9 @@ defaults without the boundary term; ``--defaults-only`` runs the defaults alone,
 the defaults and the mixup copycat (the searches' rows and their copycat left out),
 ``--searches-only`` the searches alone. Scored on the
 held-out digits as accuracy and fidelity (agreement with the teacher); fit seconds include the
-search (defaults) or the labelling (mixup).
+search (defaults) or the labelling (mixup); ``peak_memory_mib`` is the peak resident memory of
+the benchmark's process during the fit (memory-profiler, sampled every 0.2 s; the process's
+teacher, data and earlier students included).
 
     python benchmarks/budget_curves.py                   # 6 budgets x 3 seeds: hours on 2 CPU cores
     python benchmarks/budget_curves.py --quick           # 200 transfer digits, budgets 1 10 30, 1 seed
@@ -54,7 +56,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import lenet5_teacher, mnist_split, summarise, write_csv  # noqa: E402
+from benchmarks._common import lenet5_teacher, mnist_split, peak_memory, summarise, write_csv  # noqa: E402
 from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
 from db3learn._distiller import _IMAGE_QUERIED_STEPS, _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' rule
 from db3learn.models import LeNet5  # noqa: E402
@@ -136,7 +138,7 @@ def main(argv=None):
     print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
     records = []
 
-    def record(method, budget, seed, queries, n_rows, predict, seconds):
+    def record(method, budget, seed, queries, n_rows, predict, seconds, peak_mib):
         pred = predict(X_test)
         row = dict(
             method=method,
@@ -147,6 +149,7 @@ def main(argv=None):
             accuracy=float(np.mean(pred == y_test)),
             fidelity=float(np.mean(pred == teacher_test)),
             fit_seconds=round(seconds, 1),
+            peak_memory_mib=round(peak_mib),
         )
         records.append(row)
         print(row, flush=True)
@@ -156,7 +159,7 @@ def main(argv=None):
         teacher = TorchTeacher(module, keep_rows=keep_rows)
         start = time.perf_counter()
         student = dict(student=LeNet5, student__width=0.5, random_state=seed, max_queries_per_sample=budget)
-        d = DB3Distiller(teacher, **student, **settings).fit(X_transfer)
+        d, mib = peak_memory(lambda: DB3Distiller(teacher, **student, **settings).fit(X_transfer))
         record(
             method,
             budget,
@@ -165,6 +168,7 @@ def main(argv=None):
             n_transfer + d.n_queried_rows_,
             d.predict,
             time.perf_counter() - start,
+            mib,
         )
         return teacher
 
@@ -190,7 +194,9 @@ def main(argv=None):
                 defaults("paper's DB3KD", budget, seed, mixup=0, queried_rows=False)
             if budget > 1 and len(labels):
                 start = time.perf_counter()
-                net = train_student(rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine)
+                net, mib = peak_memory(
+                    lambda: train_student(rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine)
+                )
                 record(
                     "copycat on the search's rows",
                     budget,
@@ -199,13 +205,16 @@ def main(argv=None):
                     len(rows),
                     net.predict,
                     time.perf_counter() - start,
+                    mib,
                 )
                 if args.white_box:
                     start = time.perf_counter()
                     with torch.no_grad():
                         logits = module(torch.from_numpy(np.asarray(rows, dtype=np.float32))).numpy()
                     target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
-                    net = train_student(rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine)
+                    net, mib = peak_memory(
+                        lambda: train_student(rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine)
+                    )
                     record(
                         "white-box KD on the search's rows",
                         budget,
@@ -214,33 +223,43 @@ def main(argv=None):
                         len(rows),
                         net.predict,
                         time.perf_counter() - start,
+                        mib,
                     )
 
             start = time.perf_counter()
             mix_teacher = TorchTeacher(module)
-            X_mix = np.concatenate([X_transfer, mixtures(X_transfer, max(0, spent - n_transfer), seed)])
-            y_mix = mix_teacher.predict(X_mix).astype(np.int64)
-            net = train_student(X_mix, y_mix, seed, n_transfer, cosine=args.cosine)
+
+            def mixup_copycat():
+                X_mix = np.concatenate([X_transfer, mixtures(X_transfer, max(0, spent - n_transfer), seed)])
+                y_mix = mix_teacher.predict(X_mix).astype(np.int64)
+                return train_student(X_mix, y_mix, seed, n_transfer, cosine=args.cosine), len(X_mix)
+
+            (net, n_mix), mib = peak_memory(mixup_copycat)
             record(
                 "mixup copycat",
                 budget,
                 seed,
                 mix_teacher.n_queries,
-                len(X_mix),
+                n_mix,
                 net.predict,
                 time.perf_counter() - start,
+                mib,
             )
             write_csv(out / f"{tag}.csv", records)  # after each budget: a long run that stops keeps what it measured
 
     summary = summarise(
-        records, ["method", "budget"], ["queries_per_sample", "accuracy", "fidelity", "n_rows", "fit_seconds"]
+        records,
+        ["method", "budget"],
+        ["queries_per_sample", "accuracy", "fidelity", "n_rows", "fit_seconds", "peak_memory_mib"],
     )
     write_csv(out / f"{tag}_summary.csv", summary)
-    print(f"\n{'method':<36}{'budget':>7}{'queries':>9}{'rows':>10}{'accuracy':>10}{'fidelity':>10}{'fit (s)':>9}")
+    print(
+        f"\n{'method':<36}{'budget':>7}{'queries':>9}{'rows':>10}{'accuracy':>10}{'fidelity':>10}{'fit (s)':>9}{'peak MiB':>10}"
+    )
     for r in summary:
         print(
             f"{r['method']:<36}{r['budget']:>7}{r['queries_per_sample']:>9.1f}{r['n_rows']:>10,.0f}"
-            f"{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['fit_seconds']:>9.1f}"
+            f"{r['accuracy']:>10.2%}{r['fidelity']:>10.2%}{r['fit_seconds']:>9.1f}{r['peak_memory_mib']:>10,.0f}"
         )
 
 

@@ -6,15 +6,19 @@ default MLP student; scored on the 797 digits from 1,000 on) with the library's 
 the number of steps of 256 rows that an image student trains for on the transfer set and the
 queried rows (``_IMAGE_QUERIED_STEPS``, 10,000 since this benchmark; 3,000 before). The teacher's
 answers are the same at every step count (one cached ``Teacher``), so each seed's students differ
-in their training alone.
+in their training alone. ``--averages`` sets the decays of a moving average of the student's
+weights that it keeps at the end instead of the last step's (``_IMAGE_WEIGHT_AVERAGE``, off by
+default: see benchmarks/README.md, section h).
 
     python benchmarks/training_steps.py                          # 3,000 and 10,000 steps, 6 seeds: about 10 minutes
     python benchmarks/training_steps.py --steps 3000 --seeds 1   # one student
+    python benchmarks/training_steps.py --steps 10000 --averages 0 0.999 --tag training_steps_average
 
 Results: ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -34,6 +38,13 @@ HERE = Path(__file__).resolve().parent
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[3000, 10_000], help="steps of 256 rows")
+    parser.add_argument(
+        "--averages",
+        type=float,
+        nargs="+",
+        default=[distiller_module._IMAGE_WEIGHT_AVERAGE or 0],
+        help="decays of a moving average of the student's weights kept at the end (default 0: the last step's)",
+    )
     parser.add_argument("--seeds", type=int, default=6, help="student seeds per step count (default 6)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
     parser.add_argument("--tag", default="training_steps", help="name of the CSV files (default: training_steps)")
@@ -44,32 +55,34 @@ def main(argv=None):
     teacher = Teacher(SVC().fit(X[:1000], y[:1000]))
     X_test, y_test = X[1000:], y[1000:]
     records = []
-    default_steps = distiller_module._IMAGE_QUERIED_STEPS
+    default_steps, default_average = distiller_module._IMAGE_QUERIED_STEPS, distiller_module._IMAGE_WEIGHT_AVERAGE
     try:
-        for steps in args.steps:
+        for steps, average, seed in itertools.product(args.steps, args.averages, range(args.seeds)):
             distiller_module._IMAGE_QUERIED_STEPS = steps
-            for seed in range(args.seeds):
-                start = time.perf_counter()
-                student = DB3Distiller(teacher, random_state=seed).fit(X[:500])
-                row = dict(
-                    steps=steps,
-                    seed=seed,
-                    epochs=student.student_.max_epochs,
-                    n_queried_rows=student.n_queried_rows_,
-                    accuracy=student.score(X_test, y_test),
-                    fidelity=student.score(X_test),
-                    fit_seconds=round(time.perf_counter() - start, 1),
-                )
-                records.append(row)
-                print(row, flush=True)
+            distiller_module._IMAGE_WEIGHT_AVERAGE = average or None
+            start = time.perf_counter()
+            student = DB3Distiller(teacher, random_state=seed).fit(X[:500])
+            row = dict(
+                steps=steps,
+                weight_average=average,
+                seed=seed,
+                epochs=student.student_.max_epochs,
+                n_queried_rows=student.n_queried_rows_,
+                accuracy=student.score(X_test, y_test),
+                fidelity=student.score(X_test),
+                fit_seconds=round(time.perf_counter() - start, 1),
+            )
+            records.append(row)
+            print(row, flush=True)
     finally:
         distiller_module._IMAGE_QUERIED_STEPS = default_steps
+        distiller_module._IMAGE_WEIGHT_AVERAGE = default_average
     write_csv(Path(args.out) / f"{args.tag}.csv", records)
-    summary = summarise(records, ["steps"], ["epochs", "accuracy", "fidelity", "fit_seconds"])
-    print(f"\n{'steps':>7}{'epochs':>8}{'accuracy':>10}{'fidelity':>10}{'std':>7}{'fit (s)':>9}")
+    summary = summarise(records, ["steps", "weight_average"], ["epochs", "accuracy", "fidelity", "fit_seconds"])
+    print(f"\n{'steps':>7}{'average':>9}{'epochs':>8}{'accuracy':>10}{'fidelity':>10}{'std':>7}{'fit (s)':>9}")
     for row in summary:
         print(
-            f"{row['steps']:>7}{row['epochs']:>8.0f}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
+            f"{row['steps']:>7}{row['weight_average']:>9}{row['epochs']:>8.0f}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
             f"{row['fidelity_std']:>7.2%}{row['fit_seconds']:>9.1f}"
         )
     write_csv(Path(args.out) / f"{args.tag}_summary.csv", summary)

@@ -126,6 +126,38 @@ class _EpochBar(Callback):
         self.bar_.close()
 
 
+class _WeightAverage(Callback):
+    """Train on, then keep an exponential moving average of the student's weights (Polyak averaging).
+
+    After every training step the average moves toward the module's
+    weights, ``avg = decay * avg + (1 - decay) * w`` (the first step's
+    weights start it; buffers are averaged too); at the end of ``fit`` the
+    average replaces the module's weights. torch's
+    ``torch.optim.swa_utils.AveragedModel`` keeps the average.
+
+    Parameters
+    ----------
+    decay : float, default=0.999
+        In [0, 1). 0.999 averages about the last thousand steps.
+    """
+
+    def __init__(self, decay=0.999):
+        self.decay = decay
+
+    def on_train_begin(self, net, **kwargs):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.average_ = AveragedModel(net.module_, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.average_.update_parameters(net.module_)
+
+    def on_train_end(self, net, **kwargs):
+        net.module_.load_state_dict(self.average_.module.state_dict())
+        del self.average_  # a copy of the module: not kept in the fitted student
+
+
 def _batchable(a):
     """``a`` as a tensor to cut batches from, or None where row-by-row collation could differ."""
     if isinstance(a, torch.Tensor):
