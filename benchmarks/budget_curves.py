@@ -72,13 +72,16 @@ def training(n_rows, n_transfer):
     return _queried_epochs(n_rows, _QUERIED_BATCH_SIZE, 50, _IMAGE_QUERIED_STEPS), _QUERIED_BATCH_SIZE
 
 
-def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False):
-    """LeNet-5-half on hard labels (1-D ``target``) or on ``[hard, logits...]`` (KD at ``temperature``)."""
-    epochs, batch = training(len(X), n_transfer)
-    schedule = None
+def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False, epochs=None, callbacks=()):
+    """LeNet-5-half on hard labels (1-D ``target``) or on ``[hard, logits...]`` (KD at ``temperature``).
+
+    Trained as the defaults would on ``len(X)`` rows, or for ``epochs`` of 256 rows when given.
+    """
+    epochs, batch = training(len(X), n_transfer) if epochs is None else (epochs, _QUERIED_BATCH_SIZE)
+    schedule = list(callbacks) or None
     if cosine and len(X) > n_transfer:  # the learning rate decays along a cosine to 0 over the run's steps
         steps = epochs * -(-len(X) // batch)
-        schedule = [("lr_schedule", LRScheduler(policy=CosineAnnealingLR, T_max=steps, step_every="batch"))]
+        schedule = [*callbacks, ("lr_schedule", LRScheduler(policy=CosineAnnealingLR, T_max=steps, step_every="batch"))]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return KDStudent(

@@ -33,9 +33,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import lenet5_teacher, mnist_split, write_csv  # noqa: E402
-from benchmarks.budget_curves import mixtures, training  # noqa: E402
-from db3learn import KDStudent, TorchTeacher  # noqa: E402
-from db3learn.models import LeNet5  # noqa: E402
+from benchmarks.budget_curves import mixtures, train_student, training  # noqa: E402
+from db3learn import TorchTeacher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,27 +74,12 @@ class Averages(Callback):
         print(self.log_[-1 - len(self.averages_) :], flush=True)
 
 
-def fit(X, y, seed, epochs, batch, callbacks=None):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return KDStudent(
-            LeNet5,
-            module__width=0.5,
-            max_epochs=epochs,
-            batch_size=batch,
-            lr=1e-3,
-            optimizer=torch.optim.Adam,
-            classes=list(range(10)),
-            callbacks=callbacks,
-        ).fit(X, y)
-
-
 def active_rows(X_transfer, teacher, n, seed):
     """Half of ``n`` random mixtures, half picked from 4x as many where a student trained on the first is least sure."""
     half = n // 2
     X1 = np.concatenate([X_transfer, mixtures(X_transfer, half - len(X_transfer), seed)])
     y1 = teacher.predict(X1).astype(np.int64)
-    first = fit(X1, y1, seed, epochs=4, batch=256)  # about 3,000 steps
+    first = train_student(X1, y1, seed, len(X_transfer), epochs=4)  # about 3,000 steps
     pool = mixtures(X_transfer, 4 * half, seed + 1000)
     top2 = np.sort(first.predict_proba(pool), axis=1)[:, -2:]
     X2 = pool[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[: n - half]]
@@ -112,6 +96,7 @@ def main(argv=None):
     parser.add_argument("--tag", default=None, help="name of the CSV file (default: weight_average[_active])")
     args = parser.parse_args(argv)
     tag = args.tag or ("weight_average_active" if args.active else "weight_average")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
 
     X_train, y_train, X_transfer, X_test, y_test = mnist_split(n_transfer=1000)
     module = lenet5_teacher(X_train, y_train)
@@ -138,7 +123,7 @@ def main(argv=None):
         y = teacher.predict(X).astype(np.int64)
         epochs, batch = training(len(X), len(X_transfer))
         averages = Averages(epochs * -(-len(X) // batch), score)
-        fit(X, y, seed, epochs, batch, callbacks=[("averages", averages)])
+        train_student(X, y, seed, len(X_transfer), callbacks=[("averages", averages)])
         seconds = round(time.perf_counter() - start, 1)
         for epoch, weights, fidelity, accuracy in averages.log_:
             records.append(
