@@ -15,7 +15,7 @@ from 800,000 random mixtures as those where that student's two highest probabili
 closest, each labelled by the teacher; the final student trains on all 400,000 rows as above.
 
     python benchmarks/weight_average.py --seeds 3            # about 12 core-minutes per seed
-    python benchmarks/weight_average.py --seeds 1 --active   # about 1.5 times that
+    python benchmarks/weight_average.py --seeds 1 --active   # about 1.3 times that (a first student of 3,000 steps)
 
 Results: ``results/<tag>.csv``, one row per seed, epoch and weights (fidelity and accuracy).
 """

@@ -127,13 +127,13 @@ class _EpochBar(Callback):
 
 
 class _WeightAverage(Callback):
-    """Train on, then keep an exponential moving average of the student's weights (Polyak averaging).
+    """Keeps an exponential moving average of the student's weights, which replaces them at the end of ``fit``.
 
     After every training step the average moves toward the module's
     weights, ``avg = decay * avg + (1 - decay) * w`` (the first step's
-    weights start it; buffers are averaged too); at the end of ``fit`` the
-    average replaces the module's weights. torch's
-    ``torch.optim.swa_utils.AveragedModel`` keeps the average.
+    weights start it; buffers are averaged too): Polyak averaging, kept by
+    torch's ``torch.optim.swa_utils.AveragedModel``. Off in the library's
+    defaults (``_IMAGE_WEIGHT_AVERAGE``; benchmark h).
 
     Parameters
     ----------
