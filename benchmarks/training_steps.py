@@ -40,10 +40,24 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, nargs="+", default=[3000, 10_000], help="steps of 256 rows")
     parser.add_argument(
         "--averages",
+        nargs="+",
+        default=[str(distiller_module._IMAGE_WEIGHT_AVERAGE or 0)],
+        help="weight averages kept at the end: 0 (the last step's weights), a moving average's decay, or swa "
+        "(the uniform average of the second half's steps); default: the library's",
+    )
+    parser.add_argument(
+        "--active",
         type=float,
         nargs="+",
-        default=[distiller_module._IMAGE_WEIGHT_AVERAGE or 0],
-        help="decays of a moving average of the student's weights kept at the end (default 0: the last step's)",
+        default=[distiller_module._IMAGE_ACTIVE_SHARE],
+        help="shares of the mixtures picked where a first student is least sure (default: the library's)",
+    )
+    parser.add_argument(
+        "--budgets",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="max_queries_per_sample (0: none, the library's default; a budget buys mixtures)",
     )
     parser.add_argument("--seeds", type=int, default=6, help="student seeds per step count (default 6)")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
@@ -55,17 +69,25 @@ def main(argv=None):
     teacher = Teacher(SVC().fit(X[:1000], y[:1000]))
     X_test, y_test = X[1000:], y[1000:]
     records = []
-    default_steps, default_average = distiller_module._IMAGE_QUERIED_STEPS, distiller_module._IMAGE_WEIGHT_AVERAGE
+    defaults = {
+        name: getattr(distiller_module, name)
+        for name in ("_IMAGE_QUERIED_STEPS", "_IMAGE_WEIGHT_AVERAGE", "_IMAGE_ACTIVE_SHARE")
+    }
     try:
-        for steps, average, seed in itertools.product(args.steps, args.averages, range(args.seeds)):
+        grid = itertools.product(args.budgets, args.steps, args.averages, args.active, range(args.seeds))
+        for budget, steps, average, active, seed in grid:
             distiller_module._IMAGE_QUERIED_STEPS = steps
-            distiller_module._IMAGE_WEIGHT_AVERAGE = average or None
+            distiller_module._IMAGE_WEIGHT_AVERAGE = average if average == "swa" else float(average) or None
+            distiller_module._IMAGE_ACTIVE_SHARE = active
             start = time.perf_counter()
-            student = DB3Distiller(teacher, random_state=seed).fit(X[:500])
+            student = DB3Distiller(teacher, max_queries_per_sample=budget or None, random_state=seed).fit(X[:500])
             row = dict(
+                budget=budget,
                 steps=steps,
                 weight_average=average,
+                active=active,
                 seed=seed,
+                n_queries=student.n_queries_,
                 epochs=student.student_.max_epochs,
                 n_queried_rows=student.n_queried_rows_,
                 accuracy=student.score(X_test, y_test),
@@ -75,15 +97,19 @@ def main(argv=None):
             records.append(row)
             print(row, flush=True)
     finally:
-        distiller_module._IMAGE_QUERIED_STEPS = default_steps
-        distiller_module._IMAGE_WEIGHT_AVERAGE = default_average
+        for name, value in defaults.items():
+            setattr(distiller_module, name, value)
     write_csv(Path(args.out) / f"{args.tag}.csv", records)
-    summary = summarise(records, ["steps", "weight_average"], ["epochs", "accuracy", "fidelity", "fit_seconds"])
-    print(f"\n{'steps':>7}{'average':>9}{'epochs':>8}{'accuracy':>10}{'fidelity':>10}{'std':>7}{'fit (s)':>9}")
+    keys = ["budget", "steps", "weight_average", "active"]
+    summary = summarise(records, keys, ["n_queries", "epochs", "accuracy", "fidelity", "fit_seconds"])
+    print(
+        f"\n{'budget':>7}{'steps':>7}{'average':>9}{'active':>7}{'queries':>9}{'accuracy':>10}{'fidelity':>10}", end=""
+    )
+    print(f"{'std':>7}{'fit (s)':>9}")
     for row in summary:
         print(
-            f"{row['steps']:>7}{row['weight_average']:>9}{row['epochs']:>8.0f}{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}"
-            f"{row['fidelity_std']:>7.2%}{row['fit_seconds']:>9.1f}"
+            f"{row['budget']:>7}{row['steps']:>7}{row['weight_average']:>9}{row['active']:>7}{row['n_queries']:>9.0f}"
+            f"{row['accuracy']:>10.2%}{row['fidelity']:>10.2%}{row['fidelity_std']:>7.2%}{row['fit_seconds']:>9.1f}"
         )
     write_csv(Path(args.out) / f"{args.tag}_summary.csv", summary)
 

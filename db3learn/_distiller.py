@@ -53,6 +53,13 @@ _IMAGE_QUERIED_STEPS = 10_000
 #: last step's weights) since 0.999 was measured (benchmark h): +0.17 points of fidelity on MNIST at 400 mixtures per
 #: digit, -0.13 on the quick start's setting, and far worse where a small budget gives a few hundred steps
 _IMAGE_WEIGHT_AVERAGE = None
+#: images' mixtures (a real transfer set, no held-out check): the share of them picked where a first student, trained
+#: for about _ACTIVE_FIRST_STEPS steps on the transfer set and the other mixtures, is least sure (the smallest gap
+#: between its two highest probabilities), out of _ACTIVE_POOL times as many random mixtures (ActiveThief, Pal et al.,
+#: AAAI 2020; benchmark h). 0: all random
+_IMAGE_ACTIVE_SHARE = 0.0
+_ACTIVE_FIRST_STEPS = 3000
+_ACTIVE_POOL = 4
 _QUERIED_MIN_EPOCHS = 2
 #: mixup above 0 without max_queries_per_sample: the fit's queries per transfer row (about the full BD search's 391
 #: per digit on MNIST, where a copycat on that many teacher-labelled mixtures was level with it: benchmark h)
@@ -638,9 +645,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
                     teacher._memo.clear()
         try:
             self.n_mixtures_ = n_mixtures
+            mixture_seed = int(rng.randint(2**31 - 1))
+            n_picked = self._n_picked(n_mixtures, folds, queried_mode)
             mixtures = self._label_mixtures(
-                teacher, labeler, n_mixtures, int(rng.randint(2**31 - 1)), keep=folds is not None
+                teacher, labeler, n_mixtures - n_picked, mixture_seed, keep=folds is not None
             )
+            self._label_picked_mixtures(teacher, labeler, n_picked, mixture_seed)
             boundary = None
             unresolved = np.zeros(len(Z), dtype=bool)  # rows whose search a budget stopped short of their boundary
             self.boundary_weight_ = 0.0
@@ -793,6 +803,72 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         extra = max(0, per_sample - 1)  # beyond each row's own label
         search = int(np.floor(extra * (1 - share) + 1e-9))
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
+
+    def _n_picked(self, n_mixtures, folds, queried_mode):
+        """How many of the mixtures a first student picks (``_IMAGE_ACTIVE_SHARE``): images with a real transfer set
+        whose mixtures train the student unchecked; else 0."""
+        if not (n_mixtures and self.input_space_.identity_ and self.transfer_set is None):
+            return 0
+        if folds is not None or queried_mode is not True:
+            return 0
+        return int(n_mixtures * _IMAGE_ACTIVE_SHARE)
+
+    def _label_picked_mixtures(self, teacher, labeler, n, seed):
+        """Ask the teacher for ``n`` mixtures of transfer pairs where a first student is least sure (active learning).
+
+        The first student learns the transfer set's hard labels and the rows the teacher kept so far
+        (the random mixtures) for about ``_ACTIVE_FIRST_STEPS`` steps, as a copycat; out of
+        ``_ACTIVE_POOL * n`` random mixtures ``x_i + lam (x_j - x_i)``, the ``n`` with the smallest gap
+        between its two highest probabilities are labelled by the teacher, which keeps them
+        (ActiveThief, Pal et al., AAAI 2020; on MNIST, benchmark h). The pool is scored in chunks and
+        only its pairs and ``lam`` are kept, so memory stays that of one chunk.
+        """
+        queried = self._queried(teacher, labeler) if n else None
+        if queried is None:
+            return
+        Z = labeler.references_
+        Zq, codes = queried
+        first = self._build_student(
+            Zq.shape[1],
+            len(self.classes_),
+            n_rows=len(Z) + len(Zq),
+            kd_weight=0.0,
+            boundary_weight=0.0,
+            temperature=1.0,
+            queried=True,
+            steps=_ACTIVE_FIRST_STEPS,
+            average=False,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            first.fit(
+                np.concatenate([self._centred(Z).astype(np.float32, copy=False), Zq]),
+                np.concatenate([labeler.reference_labels_, codes]).astype(np.int64),
+            )
+        del Zq, codes, queried
+        rng = np.random.RandomState(seed + 1)  # other draws than the random mixtures'
+        pool = _ACTIVE_POOL * n
+        i, j = rng.randint(len(Z), size=pool), rng.randint(len(Z), size=pool)
+        lam = rng.uniform(size=(pool, 1)).astype(Z.dtype, copy=False)
+        gap = np.empty(pool, dtype=np.float32)
+        with tqdm(total=pool, desc="picking mixtures", unit="row", disable=not self.verbose, leave=False) as bar:
+            for start in range(0, pool, _MIXTURE_CHUNK):
+                s = slice(start, start + _MIXTURE_CHUNK)
+                points = self.input_space_._project(Z[i[s]] + lam[s] * (Z[j[s]] - Z[i[s]]))
+                proba = first.predict_proba(self._centred(points).astype(np.float32, copy=False))
+                top2 = np.partition(proba, -2, axis=1)[:, -2:]
+                gap[s] = top2[:, 1] - top2[:, 0]
+                bar.update(len(points))
+        picked = np.sort(np.argsort(gap, kind="stable")[:n])
+        query = labeler._query(teacher)
+        with (
+            query_jobs(labeler.n_jobs),
+            tqdm(total=n, desc="picked mixtures", unit="row", disable=not self.verbose, leave=False) as bar,
+        ):
+            for start in range(0, n, _MIXTURE_CHUNK):
+                k = picked[start : start + _MIXTURE_CHUNK]
+                query(self.input_space_._project(Z[i[k]] + lam[k] * (Z[j[k]] - Z[i[k]])))
+                bar.update(len(k))
 
     def _label_mixtures(self, teacher, labeler, n, seed, keep=False):
         """Ask the teacher for ``n`` mixtures ``x_i + lam (x_j - x_i)`` of random pairs of transfer rows.
@@ -982,7 +1058,18 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X
 
-    def _build_student(self, n_features, n_classes, n_rows, kd_weight=None, boundary_weight=None, queried=False):
+    def _build_student(
+        self,
+        n_features,
+        n_classes,
+        n_rows,
+        kd_weight=None,
+        boundary_weight=None,
+        queried=False,
+        temperature=None,
+        steps=None,
+        average=True,
+    ):
         module_params = {"module__" + k[len(_PREFIX) :]: v for k, v in self._student_params().items()}
         student = self.student
         if isinstance(student, NeuralNet):
@@ -1010,7 +1097,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
             defaults["max_epochs"] = _TABLE_MAX_EPOCHS
         if queried:  # epochs over every queried row, in large batches: about 10,000 steps on images, 3,000 on tables
             batch_size = self.batch_size or base.get("batch_size") or _QUERIED_BATCH_SIZE
-            steps = _IMAGE_QUERIED_STEPS if self.input_space_.identity_ else _QUERIED_STEPS
+            if steps is None:
+                steps = _IMAGE_QUERIED_STEPS if self.input_space_.identity_ else _QUERIED_STEPS
             epochs = _queried_epochs(n_rows, batch_size, defaults["max_epochs"], steps)
             defaults.update(max_epochs=epochs, batch_size=_QUERIED_BATCH_SIZE)
         default_optimizer = self.optimizer is None and "optimizer" not in base
@@ -1025,16 +1113,22 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         callbacks = list(base.get("callbacks") or [])
         if self.callbacks:
             callbacks += list(self.callbacks)
-        if queried and self.input_space_.identity_ and _IMAGE_WEIGHT_AVERAGE and not isinstance(student, NeuralNet):
-            # the library's own training of an image student keeps the moving average of its weights
-            callbacks.append(("weight_average", _WeightAverage(_IMAGE_WEIGHT_AVERAGE)))
+        if (
+            average
+            and queried
+            and self.input_space_.identity_
+            and _IMAGE_WEIGHT_AVERAGE
+            and not isinstance(student, NeuralNet)
+        ):  # the library's own training of an image student keeps an average of its weights
+            decay = None if _IMAGE_WEIGHT_AVERAGE == "swa" else _IMAGE_WEIGHT_AVERAGE
+            callbacks.append(("weight_average", _WeightAverage(decay)))
         if self.verbose:
             callbacks.append(("epoch_bar", _EpochBar()))
         base["callbacks"] = callbacks or None
         base["verbose"] = int(self.verbose > 1)
         loss = dict(  # the distiller's own: they override a KDStudent's
             classes=list(range(n_classes)),
-            temperature=self.temperature_,
+            temperature=self.temperature_ if temperature is None else temperature,
             kd_weight=self.kd_weight_ if kd_weight is None else kd_weight,
             temperature_squared=self.temperature_squared,
             boundary_weight=self.boundary_weight_ if boundary_weight is None else boundary_weight,

@@ -127,34 +127,57 @@ class _EpochBar(Callback):
 
 
 class _WeightAverage(Callback):
-    """Keeps an exponential moving average of the student's weights, which replaces them at the end of ``fit``.
+    """Keeps an average of the student's weights over its training steps, which replaces them at the end of ``fit``.
 
-    After every training step the average moves toward the module's
-    weights, ``avg = decay * avg + (1 - decay) * w`` (the first step's
-    weights start it; buffers are averaged too): Polyak averaging, kept by
-    torch's ``torch.optim.swa_utils.AveragedModel``. Off in the library's
-    defaults (``_IMAGE_WEIGHT_AVERAGE``; benchmark h).
+    ``decay=None`` (SWA; Izmailov et al., UAI 2018): the uniform average of
+    the weights after each training step of the second half of the
+    training (its step count is ``max_epochs`` times the batches of the
+    training rows), so its length follows the run. A float: after every
+    training step the average moves toward the module's weights, ``avg =
+    decay * avg + (1 - decay) * w`` (the first step's weights start it):
+    Polyak averaging. Both are kept by torch's
+    ``torch.optim.swa_utils.AveragedModel`` (buffers averaged too). Used by
+    the library's training of image students (``_IMAGE_WEIGHT_AVERAGE``;
+    benchmark h).
 
     Parameters
     ----------
-    decay : float, default=0.999
-        In [0, 1). 0.999 averages about the last thousand steps.
+    decay : float or None, default=None
+        None: SWA over the second half of the steps. A float in [0, 1):
+        the moving average's decay (0.999 averages about the last thousand
+        steps).
     """
 
-    def __init__(self, decay=0.999):
+    def __init__(self, decay=None):
         self.decay = decay
 
-    def on_train_begin(self, net, **kwargs):
+    def on_train_begin(self, net, X=None, **kwargs):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        self.average_ = AveragedModel(net.module_, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.step_ = 0
+        if self.decay is None:
+            batches = -(-len(X) // net.batch_size) if X is not None and net.batch_size > 0 else 1
+            self.start_ = (net.max_epochs * batches) // 2  # steps before the average starts
+            self.average_ = None
+        else:
+            self.start_ = 0
+            self.average_ = AveragedModel(net.module_, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
 
     def on_batch_end(self, net, training=False, **kwargs):
-        if training:
-            self.average_.update_parameters(net.module_)
+        if not training:
+            return
+        self.step_ += 1
+        if self.step_ <= self.start_:
+            return
+        if self.average_ is None:  # SWA's first step: the average starts at these weights
+            from torch.optim.swa_utils import AveragedModel
+
+            self.average_ = AveragedModel(net.module_, use_buffers=True)
+        self.average_.update_parameters(net.module_)
 
     def on_train_end(self, net, **kwargs):
-        net.module_.load_state_dict(self.average_.module.state_dict())
+        if self.average_ is not None:
+            net.module_.load_state_dict(self.average_.module.state_dict())
         del self.average_  # a copy of the module: not kept in the fitted student
 
 

@@ -122,3 +122,30 @@ def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_
     copycat = DB3Distiller(Teacher(model), kd_weight=0, max_epochs=15, random_state=0).fit(transfer)
     assert copycat.n_mixtures_ == 0
     assert student.score(test) > copycat.score(test) + 0.01
+
+
+def test_mixtures_picked_by_a_first_student_lie_nearer_the_teachers_boundaries(digits, monkeypatch):
+    import db3learn._distiller as distiller_module
+
+    monkeypatch.setattr(distiller_module, "_IMAGE_ACTIVE_SHARE", 0.5)
+    monkeypatch.setattr(distiller_module, "_ACTIVE_FIRST_STEPS", 300)
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _, _ = digits
+    linear = LogisticRegression(max_iter=2000).fit(X, y)  # its probabilities tell how near a boundary a row is
+    transfer = X[:150]
+    model = RowRecorder(linear)
+    teacher = Teacher(model, max_queries=150 * 20)  # the picked half stays within the budget
+    student = DB3Distiller(teacher, max_queries_per_sample=20, random_state=0).fit(transfer)
+    assert student.n_mixtures_ == 150 * 19 and student.n_queries_ <= 150 * 20
+    asked = np.concatenate(model.seen)[150:]  # the random half, then the picked half (1,425 each)
+    random_half, picked = asked[:1000], asked[-1000:]
+    assert on_a_segment(picked[:40], transfer).all()  # still mixtures of transfer pairs
+
+    def margin(P):  # the teacher's gap between its two highest probabilities: small near a boundary
+        top2 = np.sort(linear.predict_proba(P), axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
+
+    assert np.median(margin(picked)) < 0.5 * np.median(margin(random_half))
+    # the student learnt every mixture, the picked ones included
+    assert student.n_queried_rows_ > 0.95 * student.n_mixtures_

@@ -50,3 +50,16 @@ def test_without_the_average_the_student_keeps_its_last_steps_weights():
     student = _fit([("recorder", recorder)])
     for got, last in zip(student.module_.parameters(), recorder.weights_[-1]):
         torch.testing.assert_close(got.detach(), last)
+
+
+def test_swa_keeps_the_uniform_average_of_the_second_half_of_the_steps():
+    recorder = _Recorder()
+    student = _fit([("recorder", recorder), ("average", _WeightAverage(decay=None))])
+    steps = recorder.weights_
+    assert len(steps) == 15  # 3 epochs of 5 batches: the average starts after step 7 of 15
+    expected = [torch.stack(ws).mean(0) for ws in zip(*steps[7:])]
+    for got, want, before in zip(
+        student.module_.parameters(), expected, [torch.stack(ws).mean(0) for ws in zip(*steps[6:])]
+    ):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(got.detach(), before)  # exactly the second half's steps, not one more
