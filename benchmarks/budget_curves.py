@@ -30,7 +30,8 @@ makes the rivals' learning rate decay along a cosine to 0 over the run (tried fo
 defaults too, not adopted: see benchmarks/README.md, section h). ``--variants`` adds the
 defaults without the boundary term; ``--defaults-only`` runs the defaults alone, ``--no-searches``
 the defaults and the mixup copycat (the searches' rows and their copycat left out),
-``--searches-only`` the searches alone. Scored on the
+``--searches-only`` the searches alone; ``--average`` and ``--active`` set the library's weight
+average and share of picked mixtures for the run's distillers (named in their rows). Scored on the
 held-out digits as accuracy and fidelity (agreement with the teacher); fit seconds include the
 search (defaults) or the labelling (mixup); ``peak_memory_mib`` is the peak resident memory of
 the benchmark's process during the fit (memory-profiler, sampled every 0.2 s; the process's
@@ -56,6 +57,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import db3learn._distiller as distiller_module  # noqa: E402 -- --average and --active set its training
 from benchmarks._common import lenet5_teacher, mnist_split, peak_memory, summarise, write_csv  # noqa: E402
 from db3learn import DB3Distiller, KDStudent, TorchTeacher  # noqa: E402
 from db3learn._distiller import _IMAGE_QUERIED_STEPS, _QUERIED_BATCH_SIZE, _queried_epochs  # noqa: E402 -- the defaults' rule
@@ -124,9 +126,30 @@ def main(argv=None):
         help="leave out the searches and their rows' copycat (the defaults and mixup)",
     )
     parser.add_argument("--searches-only", action="store_true", help="run the searches (mixup=0) alone")
+    parser.add_argument(
+        "--average",
+        default=None,
+        help="the library's weight average for this run's distillers: 0 (the last step's weights), a moving "
+        "average's decay, or swa (default: the library's)",
+    )
+    parser.add_argument(
+        "--active",
+        type=float,
+        default=None,
+        help="the share of an image's mixtures a first student picks, for this run's distillers (default: the "
+        "library's)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV files")
     parser.add_argument("--tag", default=None, help="name of the CSV files (default: budget_curves[_quick])")
     args = parser.parse_args(argv)
+    suffix = []  # the library's training settings changed for this run, named in the distillers' rows
+    if args.average is not None:
+        distiller_module._IMAGE_WEIGHT_AVERAGE = args.average if args.average == "swa" else float(args.average) or None
+        suffix.append(f"average={args.average}")
+    if args.active is not None:
+        distiller_module._IMAGE_ACTIVE_SHARE = args.active
+        suffix.append(f"active={args.active}")
+    named = f" ({', '.join(suffix)})" if suffix else ""
     n_transfer = 200 if args.quick else 1000
     budgets = args.budgets or ([1, 10, 30] if args.quick else BUDGETS)
     seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 3))))
@@ -159,6 +182,7 @@ def main(argv=None):
 
     def defaults(method, budget, seed, keep_rows=False, **settings):
         """Fit the defaults (``settings`` changed) with ``B`` queries per digit on a fresh wrapper; record it."""
+        method += named
         teacher = TorchTeacher(module, keep_rows=keep_rows)
         start = time.perf_counter()
         student = dict(student=LeNet5, student__width=0.5, random_state=seed, max_queries_per_sample=budget)
