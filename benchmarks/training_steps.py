@@ -8,11 +8,16 @@ queried rows (``_IMAGE_QUERIED_STEPS``, 10,000 since this benchmark; 3,000 befor
 answers are the same at every step count (one cached ``Teacher``), so each seed's students differ
 in their training alone. ``--averages`` sets the decays of a moving average of the student's
 weights that it keeps at the end instead of the last step's (``_IMAGE_WEIGHT_AVERAGE``, off by
-default: see benchmarks/README.md, section h).
+default: see benchmarks/README.md, section h); ``--active`` the share of the mixtures picked where
+a first student is least sure (``_IMAGE_ACTIVE_SHARE``, half by default) and ``--budgets`` the
+queries per digit that buy them. The query counts are those the cached teacher had not answered
+before in the run (a seed's random mixtures repeat across its rows).
 
     python benchmarks/training_steps.py                          # 3,000 and 10,000 steps, 6 seeds: about 10 minutes
     python benchmarks/training_steps.py --steps 3000 --seeds 1   # one student
     python benchmarks/training_steps.py --steps 10000 --averages 0 0.999 --tag training_steps_average
+    python benchmarks/training_steps.py --steps 10000 --budgets 400 --averages 0 swa --active 0 0.5 --seeds 4 \
+        --tag training_steps_active_400
 
 Results: ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """

@@ -124,11 +124,11 @@ def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_
     assert student.score(test) > copycat.score(test) + 0.01
 
 
-def test_mixtures_picked_by_a_first_student_lie_nearer_the_teachers_boundaries(digits, monkeypatch):
+def test_by_default_half_an_images_mixtures_are_picked_where_a_first_student_is_least_sure(digits, monkeypatch):
     import db3learn._distiller as distiller_module
 
-    monkeypatch.setattr(distiller_module, "_IMAGE_ACTIVE_SHARE", 0.5)
-    monkeypatch.setattr(distiller_module, "_ACTIVE_FIRST_STEPS", 300)
+    assert distiller_module._IMAGE_ACTIVE_SHARE == 0.5  # the default: half the mixtures are picked
+    monkeypatch.setattr(distiller_module, "_ACTIVE_FIRST_STEPS", 300)  # a shorter first student, for time
     from sklearn.linear_model import LogisticRegression
 
     X, y, _, _ = digits
