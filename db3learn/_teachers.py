@@ -356,15 +356,18 @@ class Teacher:
         ``_in_flight`` maps the digest of each row being asked to an event
         set when its ask is over, so that threads asking the same row wait
         for one answer instead of paying twice; ``_reserved`` counts the
-        rows in flight, held against the budget until they are answered.
+        rows in flight, held against the budget until they are answered;
+        ``_pending_keep`` maps a thread in ``predict`` to the rows of its
+        batch to keep once the call is over (see ``_keep``).
         """
         self._lock = threading.RLock()
         self._in_flight = {}
         self._reserved = 0
+        self._pending_keep = {}
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_lock", "_in_flight", "_reserved"):
+        for name in ("_lock", "_in_flight", "_reserved", "_pending_keep"):
             state.pop(name, None)
         if self.max_queries is not None and "_budget_pid" not in state:
             state["_budget_pid"] = os.getpid()  # a copy in another process may not spend this budget
@@ -462,18 +465,19 @@ class Teacher:
         else:
             keys = _row_keys(X)
             self._lookup(keys, np.arange(n), codes)
-            if self.keep_rows and self._unkept:  # rows answered before keep_rows was on, asked again
-                with self._lock:
-                    again = []
-                    for i in np.flatnonzero(codes >= 0).tolist():
-                        if keys[i] in self._unkept:
-                            self._unkept.discard(keys[i])
-                            again.append(i)
-                    self._keep(X, np.asarray(again, dtype=np.int64), codes)
-            missing = np.flatnonzero(codes < 0)
-            if len(missing) and self._store is not None:
-                self._recall(X, keys, missing, codes)
-            n_answered = self._ask_missing(X, keys, codes)
+            with self._keeping_in_row_order(X, codes):
+                if self.keep_rows and self._unkept:  # rows answered before keep_rows was on, asked again
+                    with self._lock:
+                        again = []
+                        for i in np.flatnonzero(codes >= 0).tolist():
+                            if keys[i] in self._unkept:
+                                self._unkept.discard(keys[i])
+                                again.append(i)
+                        self._keep(X, np.asarray(again, dtype=np.int64), codes)
+                missing = np.flatnonzero(codes < 0)
+                if len(missing) and self._store is not None:
+                    self._recall(X, keys, missing, codes)
+                n_answered = self._ask_missing(X, keys, codes)
         with self._lock:
             self.n_cache_hits += n - n_answered
             labels = np.asarray(self._labels)[codes]
@@ -578,9 +582,39 @@ class Teacher:
             n_asked += len(idx)
 
     # -- the rows answered, kept as training data ------------------------------
+    @contextlib.contextmanager
+    def _keeping_in_row_order(self, X, codes):
+        """Within one ``predict`` call, keep the rows of ``X`` in their order in ``X``, whatever answered them.
+
+        Rows recalled from the caches and rows the model answered are kept in
+        separate steps; kept as they come, a batch asked again from the cache
+        would be kept in another order than when it was first asked, and a
+        student trained on the kept rows (whose batches follow that order)
+        would not be reproducible: a second fit with the same seed would pick
+        other mixtures to ask. Each step's rows wait here until the call is
+        over (also when it fails: every answer received is kept).
+        """
+        if not self.keep_rows:
+            yield
+            return
+        me = threading.get_ident()
+        with self._lock:
+            self._pending_keep[me] = (X, [])
+        try:
+            yield
+        finally:
+            with self._lock:
+                _, parts = self._pending_keep.pop(me)
+                if parts:
+                    self._keep(X, np.sort(np.concatenate(parts)), codes)
+
     def _keep(self, X, idx, codes):
         """Keep rows ``idx`` of ``X`` with their label codes, when ``keep_rows`` (under the lock)."""
         if self.keep_rows and len(idx):
+            pending = self._pending_keep.get(threading.get_ident())
+            if pending is not None and pending[0] is X:  # in predict: kept in row order when it is over
+                pending[1].append(np.asarray(idx, dtype=np.int64))
+                return
             limit = _DEFAULT_KEPT_BYTES if self.keep_rows is True else int(self.keep_rows)
             self._kept.add(X, idx, codes, limit)
 

@@ -110,6 +110,22 @@ def test_past_the_memory_limit_rows_are_thinned_uniformly(logreg, digits):
     np.testing.assert_array_equal(again.queried_rows()[0], rows)  # seeded: reproducible
 
 
+def test_rows_are_kept_in_their_order_in_the_batch_whether_cached_or_answered(logreg, digits):
+    # a batch half answered before: kept as the cache and the model answer it, the kept rows (and the batches of a
+    # student trained on them) would follow another order than when the batch was first asked
+    X = digits[0][:100]
+    teacher = Teacher(logreg)
+    teacher.predict(X[::2])
+    teacher.keep_rows = True
+    teacher.predict(X)
+    rows, labels = teacher.queried_rows()
+    np.testing.assert_array_equal(rows, X.astype(np.float32))
+    np.testing.assert_array_equal(labels, logreg.predict(X))
+    fresh = Teacher(logreg, keep_rows=True)
+    fresh.predict(X)
+    np.testing.assert_array_equal(fresh.queried_rows()[0], rows)  # as if none had been cached
+
+
 def test_rows_recalled_from_the_disk_cache_are_kept(logreg, digits, tmp_path):
     X = digits[0][:120]
     with thread_server(create_app(logreg, model_name="digits")) as url:
