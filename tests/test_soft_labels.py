@@ -69,7 +69,7 @@ def test_median_nearest_distance_is_the_distillers_automatic_temperature(digits,
     from db3learn import DB3Distiller, DecisionBoundarySoftLabeler, median_nearest_distance
 
     X = digits[0][:120]
-    d = DB3Distiller(svc, max_epochs=1, random_state=0).fit(X)
+    d = DB3Distiller(svc, mixup=0, max_epochs=1, random_state=0).fit(X)  # the searches: soft labels
     D = DecisionBoundarySoftLabeler(svc, random_state=d.soft_labeler_.random_state).fit(X).boundary_distances(X)
     # the rule by hand: each row's smallest positive distance, then the median over rows
     by_hand = np.median([min(v for v in row if v > 0) for row in D])
