@@ -41,7 +41,9 @@ teacher, data and earlier students included).
     python benchmarks/budget_curves.py --quick           # 200 transfer digits, budgets 1 10 30, 1 seed
 
 Measured so far on the full setting (benchmarks/README.md, section h): budgets 10, 30 and 100 on
-3 seeds with 3,000 steps; budgets 1 and 400 and the full search on 3 seeds with 10,000. Results:
+3 seeds with 3,000 steps; budgets 1 and 400 and the full search on 3 seeds with 10,000; the
+defaults with half their mixtures picked (``--active 0.5``, the library's default) at 10, 30 and
+400 on 3 seeds with 10,000. Results:
 ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """
 
