@@ -310,7 +310,8 @@ def run_distill(
         keeps the distiller's default (the median distance to the nearest
         other class).
     n_directions : int or None, default=None
-        BD's directions per (sample, class); ``None``: 10.
+        BD's directions per (sample, class); ``None``: the soft labeler's
+        default (10).
     queries_per_sample : int or None, default=None
         The fit's query budget per transfer row, its label included
         (:class:`~db3learn.DB3Distiller`'s ``max_queries_per_sample``).
@@ -362,12 +363,9 @@ def run_distill(
         )
     q0, hits0 = teacher.n_queries, teacher.n_cache_hits
     student_params = {} if hidden_units is None else {"student__hidden_units": tuple(int(h) for h in hidden_units)}
-    searches = method is not None or n_directions is not None or temperature is not None
-    labeler = None
-    if searches:
-        labeler = DecisionBoundarySoftLabeler(
-            method=method or "bd", n_directions=10 if n_directions is None else n_directions
-        )
+    # a search option asks for the searches, with the labeler's own defaults for the options not given
+    search_options = {k: v for k, v in (("method", method), ("n_directions", n_directions)) if v is not None}
+    labeler = DecisionBoundarySoftLabeler(**search_options) if search_options or temperature is not None else None
     distiller = DB3Distiller(
         teacher,
         soft_labeler=labeler,
@@ -397,7 +395,7 @@ def run_distill(
         requests=getattr(teacher, "n_requests", None),
         retries=getattr(teacher, "n_retries", None),
         fidelity=fidelity,
-        method=labeler.method if searches else "mixtures",
+        method="mixtures" if labeler is None else labeler.method,
         temperature=distiller.temperature_ if distiller.kd_weight_ > 0 else None,
         hidden_units=None if hidden is None else [int(h) for h in hidden],
         epochs=int(distiller.student_.max_epochs),
