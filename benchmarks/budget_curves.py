@@ -20,8 +20,10 @@ that its query count is its own:
 - ``mixup copycat``: as many queries as the defaults spent, as the transfer digits plus mixtures
   ``x_i + lam (x_j - x_i)`` of random pairs (``lam`` uniform in [0, 1]), each labelled by the
   teacher.
-- ``white-box KD on the search's rows`` (``--white-box``): the teacher's logits on the same rows,
-  at T = 8 (not label-only: a ceiling for the rows).
+- ``white-box KD on the search's rows`` and ``white-box KD on the mixup rows`` (``--white-box``):
+  the teacher's logits on the same rows, at T = 8 (not label-only: a ceiling for those rows).
+
+``--device cuda`` puts the teacher and every student on a GPU (the teacher trains on the CPU first).
 
 Every student trains as the defaults would on that many rows: on up to 1,000 rows 50 epochs
 of 32, on more rows batches of 256 for about 10,000 steps (at least 2 epochs, at most 50;
@@ -43,7 +45,9 @@ teacher, data and earlier students included).
 Measured so far on the full setting (benchmarks/README.md, section h): budgets 10, 30 and 100 on
 3 seeds with 3,000 steps; budgets 1 and 400 and the full search on 3 seeds with 10,000; the
 defaults with half their mixtures picked (``--active 0.5``, the library's default) at 10, 30 and
-400 on 3 seeds with 10,000. Results:
+400 on 3 seeds with 10,000; and the whole curve (budgets 1 to 1,000, the defaults, the mixup copycat
+and white-box KD on its rows, 3 seeds) in one run on a GPU (``--device cuda``,
+``results/gpu/budget_curves_gpu*.csv``). Results:
 ``results/<tag>.csv`` (every seed) and ``results/<tag>_summary.csv`` (means).
 """
 
@@ -76,7 +80,7 @@ def training(n_rows, n_transfer):
     return _queried_epochs(n_rows, _QUERIED_BATCH_SIZE, 50, _IMAGE_QUERIED_STEPS), _QUERIED_BATCH_SIZE
 
 
-def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False, epochs=None, callbacks=()):
+def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False, epochs=None, callbacks=(), device="cpu"):
     """LeNet-5-half on hard labels (1-D ``target``) or on ``[hard, logits...]`` (KD at ``temperature``).
 
     Trained as the defaults would on ``len(X)`` rows, or for ``epochs`` of 256 rows when given.
@@ -98,6 +102,7 @@ def train_student(X, target, seed, n_transfer, temperature=1.0, cosine=False, ep
             optimizer=torch.optim.Adam,
             classes=list(range(10)),
             callbacks=schedule,
+            device=device,
         ).fit(X, target)
 
 
@@ -109,6 +114,18 @@ def mixtures(X, n, seed):
     return X[i] + lam * (X[j] - X[i])
 
 
+def teacher_logits(module, X, batch_size=4096):
+    """The teacher's logits on ``X``'s rows, float32 on the CPU, computed in batches on the module's device."""
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                module(torch.from_numpy(np.asarray(X[s : s + batch_size], dtype=np.float32)).to(device)).cpu().numpy()
+                for s in range(0, len(X), batch_size)
+            ]
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 transfer digits, budgets 1 10 30, 1 seed")
@@ -116,7 +133,14 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None, help="seeds per budget (default 3, quick: 1)")
     parser.add_argument("--cosine", action="store_true", help="the rivals' learning rate decays along a cosine")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default 0)")
-    parser.add_argument("--white-box", action="store_true", help="add white-box KD on the search's rows (T = 8)")
+    parser.add_argument(
+        "--white-box",
+        action="store_true",
+        help="add white-box KD (T = 8) on the search's rows and on the mixup copycat's rows",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="where the teacher answers and the students train (e.g. cuda; default cpu)"
+    )
     parser.add_argument(
         "--variants", action="store_true", help="add the searches without the boundary term (boundary_weight=0)"
     )
@@ -166,6 +190,12 @@ def main(argv=None):
     print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
     records = []
 
+    def white_box(rows, seed):
+        """The student trained on the teacher's logits on ``rows`` at T = 8 (not label-only: a ceiling for them)."""
+        logits = teacher_logits(module, rows)
+        target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
+        return train_student(rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine, device=args.device)
+
     def record(method, budget, seed, queries, n_rows, predict, seconds, peak_mib):
         pred = predict(X_test)
         row = dict(
@@ -185,9 +215,15 @@ def main(argv=None):
     def defaults(method, budget, seed, keep_rows=False, **settings):
         """Fit the defaults (``settings`` changed) with ``B`` queries per digit on a fresh wrapper; record it."""
         method += named
-        teacher = TorchTeacher(module, keep_rows=keep_rows)
+        teacher = TorchTeacher(module, keep_rows=keep_rows, device=args.device)
         start = time.perf_counter()
-        student = dict(student=LeNet5, student__width=0.5, random_state=seed, max_queries_per_sample=budget)
+        student = dict(
+            student=LeNet5,
+            student__width=0.5,
+            random_state=seed,
+            max_queries_per_sample=budget,
+            device=args.device,
+        )
         d, mib = peak_memory(lambda: DB3Distiller(teacher, **student, **settings).fit(X_transfer))
         record(
             method,
@@ -224,7 +260,9 @@ def main(argv=None):
             if budget > 1 and len(labels):
                 start = time.perf_counter()
                 net, mib = peak_memory(
-                    lambda: train_student(rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine)
+                    lambda: train_student(
+                        rows, labels.astype(np.int64), seed, n_transfer, cosine=args.cosine, device=args.device
+                    )
                 )
                 record(
                     "copycat on the search's rows",
@@ -238,12 +276,7 @@ def main(argv=None):
                 )
                 if args.white_box:
                     start = time.perf_counter()
-                    with torch.no_grad():
-                        logits = module(torch.from_numpy(np.asarray(rows, dtype=np.float32))).numpy()
-                    target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
-                    net, mib = peak_memory(
-                        lambda: train_student(rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine)
-                    )
+                    net, mib = peak_memory(lambda: white_box(rows, seed))
                     record(
                         "white-box KD on the search's rows",
                         budget,
@@ -256,12 +289,12 @@ def main(argv=None):
                     )
 
             start = time.perf_counter()
-            mix_teacher = TorchTeacher(module)
+            mix_teacher = TorchTeacher(module, device=args.device)
+            X_mix = np.concatenate([X_transfer, mixtures(X_transfer, max(0, spent - n_transfer), seed)])
 
             def mixup_copycat():
-                X_mix = np.concatenate([X_transfer, mixtures(X_transfer, max(0, spent - n_transfer), seed)])
                 y_mix = mix_teacher.predict(X_mix).astype(np.int64)
-                return train_student(X_mix, y_mix, seed, n_transfer, cosine=args.cosine), len(X_mix)
+                return train_student(X_mix, y_mix, seed, n_transfer, cosine=args.cosine, device=args.device), len(X_mix)
 
             (net, n_mix), mib = peak_memory(mixup_copycat)
             record(
@@ -274,6 +307,20 @@ def main(argv=None):
                 time.perf_counter() - start,
                 mib,
             )
+            if args.white_box and budget > 1:
+                start = time.perf_counter()
+                net, mib = peak_memory(lambda: white_box(X_mix, seed))
+                record(
+                    "white-box KD on the mixup rows",
+                    budget,
+                    seed,
+                    0,
+                    len(X_mix),
+                    net.predict,
+                    time.perf_counter() - start,
+                    mib,
+                )
+            X_mix = None  # free the rows before the next budget
             write_csv(out / f"{tag}.csv", records)  # after each budget: a long run that stops keeps what it measured
 
     summary = summarise(
