@@ -190,11 +190,19 @@ def main(argv=None):
     print(f"teacher accuracy {np.mean(teacher_test == y_test):.4f}", flush=True)
     records = []
 
-    def white_box(rows, seed):
-        """The student trained on the teacher's logits on ``rows`` at T = 8 (not label-only: a ceiling for them)."""
-        logits = teacher_logits(module, rows)
-        target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
-        return train_student(rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine, device=args.device)
+    def white_box_row(method, budget, seed, rows):
+        """Record the student trained on the teacher's logits on ``rows`` at T = 8 (not label-only: their ceiling)."""
+
+        def white_box():
+            logits = teacher_logits(module, rows)
+            target = np.column_stack([logits.argmax(1), logits]).astype(np.float32)
+            return train_student(
+                rows, target, seed, n_transfer, temperature=8.0, cosine=args.cosine, device=args.device
+            )
+
+        start = time.perf_counter()
+        net, mib = peak_memory(white_box)
+        record(method, budget, seed, 0, len(rows), net.predict, time.perf_counter() - start, mib)
 
     def record(method, budget, seed, queries, n_rows, predict, seconds, peak_mib):
         pred = predict(X_test)
@@ -275,18 +283,7 @@ def main(argv=None):
                     mib,
                 )
                 if args.white_box:
-                    start = time.perf_counter()
-                    net, mib = peak_memory(lambda: white_box(rows, seed))
-                    record(
-                        "white-box KD on the search's rows",
-                        budget,
-                        seed,
-                        0,
-                        len(rows),
-                        net.predict,
-                        time.perf_counter() - start,
-                        mib,
-                    )
+                    white_box_row("white-box KD on the search's rows", budget, seed, rows)
 
             start = time.perf_counter()
             mix_teacher = TorchTeacher(module, device=args.device)
@@ -308,18 +305,7 @@ def main(argv=None):
                 mib,
             )
             if args.white_box and budget > 1:
-                start = time.perf_counter()
-                net, mib = peak_memory(lambda: white_box(X_mix, seed))
-                record(
-                    "white-box KD on the mixup rows",
-                    budget,
-                    seed,
-                    0,
-                    len(X_mix),
-                    net.predict,
-                    time.perf_counter() - start,
-                    mib,
-                )
+                white_box_row("white-box KD on the mixup rows", budget, seed, X_mix)
             X_mix = None  # free the rows before the next budget
             write_csv(out / f"{tag}.csv", records)  # after each budget: a long run that stops keeps what it measured
 

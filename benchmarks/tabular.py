@@ -50,6 +50,22 @@ time:
   the seeds (chosen on the held-out rows, as a ceiling may be). It needs the teacher's
   probabilities, so it is not a label-only method: its queries are reported as 0.
 
+``--budgets B1 B2 ...`` adds, for each budget ``B`` (queries per transfer row, the row's own label
+included) and each (table, teacher, seed), the defaults beside equal-query rivals (issue 16):
+
+- ``db3-defaults`` at ``B``: ``DB3Distiller(teacher, max_queries_per_sample=B)``.
+- ``mixup-copycat`` at ``B``: the same queries on teacher-labelled mixtures of transfer pairs
+  (projected to valid rows), each learnt with its label and no held-out check:
+  ``DB3Distiller(teacher, mixup=1, queried_rows=True, kd_weight=0, max_queries_per_sample=B)``.
+- ``white-box-mixup`` at ``B``: white-box KD on the rows the mixup copycat's teacher answered (the
+  transfer rows and the mixtures), trained as DB3Distiller trains on queried rows (about 3,000
+  steps of 256), at each ``--white-box-temperatures``; a ceiling for those rows, not label-only.
+
+At ``B = 1`` the defaults are the copycat (the ``copycat`` row). ``<tag>_curves.csv`` holds the
+curves (white-box at its best temperature by mean fidelity) and the run prints them.
+
+    python benchmarks/tabular.py --only copycat-sklearn copycat --budgets 10 30 100 --white-box-temperatures 1 2 --tag tabular_budgets
+
 The summary also gives the share of the copycat-to-white-box fidelity gap that
 ``db3-defaults`` closes, ``(db3 - copycat) / (white-box - copycat)``, where copycat is the
 better (by mean fidelity) of ``copycat-sklearn`` and ``copycat``. A row that fails (an
@@ -87,8 +103,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import gap_closed, write_csv  # noqa: E402
-from db3learn import DB3Distiller, InputSpace, KDStudent  # noqa: E402
-from db3learn._distiller import _fused_adam  # noqa: E402
+from db3learn import DB3Distiller, InputSpace, KDStudent, Teacher  # noqa: E402
+from db3learn._distiller import _QUERIED_BATCH_SIZE, _QUERIED_STEPS, _fused_adam, _queried_epochs  # noqa: E402
 from db3learn.models import MLP, default_hidden_units  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -192,19 +208,26 @@ def make_teacher(kind, X, seed):
     raise ValueError(f"unknown teacher {kind!r}; choose from {TEACHERS}")
 
 
-def white_box(teacher, X_transfer, X_test, seed, temperatures):
+def white_box(teacher, X_transfer, X_test, seed, temperatures, rows=None):
     """One white-box KD student per temperature: ``{T: (test predictions as labels, seconds)}``.
 
     The student is DB3Distiller's for a table, on the same inputs: its InputSpace (standardised numbers, one-hot
-    categories, the point masses' indicators), at least 128 hidden units, 150 epochs in batches of 32.
+    categories, the point masses' indicators), at least 128 hidden units, 150 epochs in batches of 32. Given
+    ``rows`` (a DataFrame of rows the teacher answered), it learns the teacher's probabilities on those rows instead
+    of the transfer rows', trained as DB3Distiller trains on queried rows (about 3,000 steps of 256).
     """
     start = time.perf_counter()
     space = InputSpace().fit(X_transfer)
-    Z, Z_test = (space._to_student(space.transform(D)).astype(np.float32) for D in (X_transfer, X_test))
-    proba = teacher.predict_proba(X_transfer)
+    rows = X_transfer if rows is None else rows
+    Z, Z_test = (space._to_student(space.transform(D)).astype(np.float32) for D in (rows, X_test))
+    proba = teacher.predict_proba(rows)
     y = np.column_stack([proba.argmax(1), np.log(proba + 1e-12)]).astype(np.float32)  # hard class index, then logits
     shared = time.perf_counter() - start
     n_classes = len(teacher.classes_)
+    training = dict(STUDENT_TRAINING)
+    if rows is not X_transfer:  # as the defaults train on queried rows
+        epochs = _queried_epochs(len(Z), _QUERIED_BATCH_SIZE, STUDENT_TRAINING["max_epochs"], _QUERIED_STEPS)
+        training.update(max_epochs=epochs, batch_size=_QUERIED_BATCH_SIZE)
     out = {}
     for T in temperatures:
         start = time.perf_counter()
@@ -218,14 +241,14 @@ def white_box(teacher, X_transfer, X_test, seed, temperatures):
                 classes=list(range(n_classes)),
                 temperature=T,
                 kd_weight=1.0,
-                **STUDENT_TRAINING,
+                **training,
             ).fit(Z, y)
         out[T] = teacher.classes_[net.predict(Z_test)], shared + time.perf_counter() - start
     return out
 
 
-def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
-    """Every (teacher, row, seed) of one table, as a list of dicts."""
+def run_table(name, X, y, teachers, rows, seeds, cap, temperatures, budgets=()):
+    """Every (teacher, row, seed) of one table, as a list of dicts (and every budget's rows, see ``--budgets``)."""
     records = []
     categorical, numeric = columns(X)
     for seed in seeds:
@@ -253,7 +276,7 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                 flush=True,
             )
 
-            def record(row, fit, temperature=""):
+            def record(row, fit, temperature="", budget=""):
                 """Run ``fit() -> (accuracy, fidelity, queries per transfer row, seconds)``; NaN if it fails."""
                 try:
                     accuracy, fidelity, queries, seconds = fit()
@@ -268,6 +291,7 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                     teacher=kind,
                     row=row,
                     temperature=temperature,
+                    budget=budget,
                     seed=seed,
                     queries_per_row=queries,
                     accuracy=float(accuracy),
@@ -338,7 +362,45 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures):
                         return (*scores(pred), 0.0, seconds)
 
                     record("white-box", kept, T)
+            for budget in budgets:  # the defaults beside equal-query rivals (issue 16)
+                budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures)
     return records
+
+
+def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures):
+    """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows."""
+
+    def distil(kept=None, **params):
+        start = time.perf_counter()
+        student = DB3Distiller(
+            teacher if kept is None else kept, random_state=seed, max_queries_per_sample=budget, **params
+        )
+        student.fit(X_transfer)
+        seconds = time.perf_counter() - start  # labelling and training, not scoring
+        queries = student.n_queries_ / len(X_transfer)
+        return student.score(X_test, y_test), student.score(X_test), queries, seconds
+
+    record("db3-defaults", distil, budget=budget)
+    # the same queries on mixtures of transfer pairs, each learnt with its label: no held-out check, no soft labels
+    kept = Teacher(teacher, keep_rows=True)
+    record("mixup-copycat", lambda: distil(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
+    rows, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
+    if not len(rows):
+        return
+    try:
+        students = white_box(teacher, X_transfer, X_test, seed, temperatures, rows=rows)
+    except Exception as exc:  # noqa: BLE001
+        students = {T: exc for T in temperatures}
+    teacher_test = teacher.predict(X_test)
+    for T in temperatures:
+
+        def scored(T=T):
+            if isinstance(students[T], Exception):
+                raise students[T]
+            pred, seconds = students[T]
+            return float(np.mean(pred == y_test)), float(np.mean(pred == teacher_test)), 0.0, seconds
+
+        record("white-box-mixup", scored, T, budget=budget)
 
 
 def read_records(path):
@@ -346,10 +408,10 @@ def read_records(path):
     import csv
 
     floats = {"majority_share", "queries_per_row", "accuracy", "fidelity", "seconds"}
-    ints = {"n_classes", "n_numeric", "n_categorical", "n_teacher_rows", "n_transfer", "n_test", "seed"}
+    ints = {"n_classes", "n_numeric", "n_categorical", "n_teacher_rows", "n_transfer", "n_test", "seed", "budget"}
     with open(path, newline="") as f:
         return [
-            {k: (float(v) if v else np.nan) if k in floats else int(v) if k in ints else v for k, v in r.items()}
+            {k: (float(v) if v else np.nan) if k in floats else int(v) if k in ints and v else v for k, v in r.items()}
             for r in csv.DictReader(f)
         ]
 
@@ -366,17 +428,22 @@ def summarise(records):
 
     Returns ``(rows, gaps)``: ``gaps`` has one dict per (table, teacher) that has a white-box row and a copycat row.
     """
-    keys = list(dict.fromkeys((r["table"], r["teacher"], r["row"], r["temperature"]) for r in records))
+
+    def key(r):
+        return r["table"], r["teacher"], r["row"], r["temperature"], r.get("budget", "")
+
+    keys = list(dict.fromkeys(key(r) for r in records))
     rows = []
-    for key in keys:
-        rs = [r for r in records if (r["table"], r["teacher"], r["row"], r["temperature"]) == key]
+    for k in keys:
+        rs = [r for r in records if key(r) == k]
         row = {
-            k: rs[0][k]
+            k: rs[0].get(k, "")
             for k in (
                 "table",
                 "teacher",
                 "row",
                 "temperature",
+                "budget",
                 "n_classes",
                 "n_numeric",
                 "n_categorical",
@@ -395,11 +462,11 @@ def summarise(records):
     kept, gaps = [], []
     for table, teacher in dict.fromkeys((r["table"], r["teacher"]) for r in rows):
         pair = [r for r in rows if (r["table"], r["teacher"]) == (table, teacher)]
-        boxes = [r for r in pair if r["row"] == "white-box" and not np.isnan(r["fidelity"])]
+        boxes = [r for r in pair if r["row"] == "white-box" and r["budget"] == "" and not np.isnan(r["fidelity"])]
         box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
-        pair = [r for r in pair if r["row"] != "white-box" or r is box or box is None]
+        pair = [r for r in pair if r["row"] != "white-box" or r["budget"] != "" or r is box or box is None]
         kept += pair
-        by = {r["row"]: r for r in pair}
+        by = {r["row"]: r for r in pair if r["budget"] == ""}  # the rows without a budget (--budgets adds others)
         copycats = [by[k] for k in ("copycat-sklearn", "copycat") if k in by and not np.isnan(by[k]["fidelity"])]
         if box is None or not copycats:
             continue
@@ -492,6 +559,132 @@ def print_tables(rows, gaps, min_gap=1.0):
         )
 
 
+def budget_curves(rows):
+    """Per budget and (table, teacher): the defaults, the mixup copycat and white-box KD on its rows (its best
+    temperature by mean fidelity), with the budget-1 copycats; one dict per (table, teacher, budget)."""
+    curves = []
+    budgets = sorted({r["budget"] for r in rows if r["budget"] != ""})
+    for table, teacher in dict.fromkeys((r["table"], r["teacher"]) for r in rows):
+        pair = [r for r in rows if (r["table"], r["teacher"]) == (table, teacher)]
+        copycats = [r for r in pair if r["row"] in ("copycat-sklearn", "copycat") and r["budget"] == ""]
+        best_copycat = max(copycats, key=lambda r: r["fidelity"]) if copycats else None
+        for budget in budgets:
+            at = [r for r in pair if r["budget"] == budget]
+            by = {r["row"]: r for r in at if r["row"] != "white-box-mixup"}
+            boxes = [r for r in at if r["row"] == "white-box-mixup" and not np.isnan(r["fidelity"])]
+            if "db3-defaults" not in by or "mixup-copycat" not in by:
+                continue
+            box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
+            defaults, mixup = by["db3-defaults"], by["mixup-copycat"]
+            curves.append(
+                dict(
+                    table=table,
+                    teacher=teacher,
+                    budget=budget,
+                    defaults_queries_per_row=defaults["queries_per_row"],
+                    defaults_fidelity=defaults["fidelity"],
+                    defaults_fidelity_std=defaults["fidelity_std"],
+                    defaults_accuracy=defaults["accuracy"],
+                    defaults_seconds=defaults["seconds"],
+                    mixup_queries_per_row=mixup["queries_per_row"],
+                    mixup_fidelity=mixup["fidelity"],
+                    mixup_fidelity_std=mixup["fidelity_std"],
+                    mixup_accuracy=mixup["accuracy"],
+                    mixup_seconds=mixup["seconds"],
+                    copycat_fidelity=best_copycat["fidelity"] if best_copycat else np.nan,
+                    copycat_accuracy=best_copycat["accuracy"] if best_copycat else np.nan,
+                    white_box_temperature=box["temperature"] if box else "",
+                    white_box_fidelity=box["fidelity"] if box else np.nan,
+                    white_box_accuracy=box["accuracy"] if box else np.nan,
+                    white_box_seconds=box["seconds"] if box else np.nan,
+                )
+            )
+    return curves
+
+
+def print_budget_curves(curves):
+    """The budget curves as markdown: every (table, teacher, budget), then the means over the pairs per budget."""
+    print(
+        "\n| table | teacher | queries / row | defaults | mixup copycat | best copycat (1 query / row) "
+        "| white-box on the mixup rows (T) | defaults - mixup copycat | time (s): defaults / mixup |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in curves:
+        print(
+            f"| {c['table']} | {c['teacher']} | {c['budget']} | {pct(c['defaults_fidelity'], c['defaults_fidelity_std'])} "
+            f"| {pct(c['mixup_fidelity'], c['mixup_fidelity_std'])} | {pct(c['copycat_fidelity'])} "
+            f"| {pct(c['white_box_fidelity'])} ({c['white_box_temperature']}) "
+            f"| {100 * (c['defaults_fidelity'] - c['mixup_fidelity']):+.2f} "
+            f"| {c['defaults_seconds']:.1f} / {c['mixup_seconds']:.1f} |"
+        )
+    print(
+        "\n| queries / row | pairs | defaults: fidelity (accuracy) | mixup copycat | best copycat (1 query / row) "
+        "| white-box on the mixup rows | defaults >= mixup copycat (fidelity; accuracy) | time (s): defaults / mixup |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for budget in sorted({c["budget"] for c in curves}):
+        cs = [c for c in curves if c["budget"] == budget]
+
+        def mean(column, cs=cs):
+            return float(np.nanmean([c[column] for c in cs]))
+
+        ahead = sum(c["defaults_fidelity"] >= c["mixup_fidelity"] for c in cs)
+        ahead_acc = sum(c["defaults_accuracy"] >= c["mixup_accuracy"] for c in cs)
+        print(
+            f"| {budget} | {len(cs)} | {pct(mean('defaults_fidelity'))} ({pct(mean('defaults_accuracy'))}) "
+            f"| {pct(mean('mixup_fidelity'))} ({pct(mean('mixup_accuracy'))}) "
+            f"| {pct(mean('copycat_fidelity'))} ({pct(mean('copycat_accuracy'))}) "
+            f"| {pct(mean('white_box_fidelity'))} ({pct(mean('white_box_accuracy'))}) "
+            f"| {ahead} of {len(cs)}; {ahead_acc} of {len(cs)} "
+            f"| {mean('defaults_seconds'):.1f} / {mean('mixup_seconds'):.1f} |"
+        )
+
+
+def write_budget_curves(rows, path):
+    """Print the budget curves, write them to ``path`` and draw them next to it, where the run has budget rows."""
+    curves = budget_curves(rows)
+    if curves:
+        print_budget_curves(curves)
+        write_csv(path, curves)
+        plot_budget_curves(curves, path.with_suffix(".png"))
+
+
+def plot_budget_curves(curves, path):
+    """Mean fidelity over the tables against queries per transfer row, one panel per teacher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teachers = [t for t in TEACHERS if any(c["teacher"] == t for c in curves)]
+    fig, axes = plt.subplots(1, len(teachers), figsize=(4 * len(teachers), 3.6), squeeze=False, layout="constrained")
+    for ax, teacher in zip(axes[0], teachers):
+        cs = [c for c in curves if c["teacher"] == teacher]
+        budgets = sorted({c["budget"] for c in cs})
+
+        def mean(column, budget, cs=cs):
+            return 100 * float(np.nanmean([c[column] for c in cs if c["budget"] == budget]))
+
+        copycat = 100 * float(np.nanmean([c["copycat_fidelity"] for c in cs if c["budget"] == budgets[0]]))
+        for column, label, style in (
+            ("defaults_fidelity", "defaults", "o-"),
+            ("mixup_fidelity", "mixup copycat", "v--"),
+            ("white_box_fidelity", "white-box KD on the mixup rows", "^:"),
+        ):
+            start = [] if column == "white_box_fidelity" else [(1, copycat)]
+            x, y = zip(*start, *((b, mean(column, b)) for b in budgets))
+            ax.plot(x, y, style, label=label)
+        ax.set_xscale("log")
+        ax.set_title(f"teacher: {teacher} ({len({c['table'] for c in cs})} tables)", fontsize=11)
+        ax.set_xlabel("queries per transfer row")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean fidelity (%)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def plot(rows, path, title):
     import matplotlib
 
@@ -504,6 +697,7 @@ def plot(rows, path, title):
         if any(r["row"] == k for r in rows)
     ]
     teachers = [t for t in TEACHERS if any(r["teacher"] == t for r in rows)]
+    rows = [r for r in rows if r["budget"] == ""]  # the budget rows have their own figure (plot_budget_curves)
     tables = list(dict.fromkeys(r["table"] for r in rows))
     style = {
         "copycat-sklearn": ("s", "tab:gray"),
@@ -564,6 +758,14 @@ def main(argv=None):
         help="torch threads (default 1: the students are small MLPs, and on 2 shared cores one thread "
         "trained one 17 times as fast as two)",
     )
+    parser.add_argument(
+        "--budgets",
+        type=int,
+        nargs="+",
+        default=(),
+        help="also, at each of these queries per transfer row: the defaults, the mixup copycat and white-box KD on "
+        "its rows (see the docstring)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
     parser.add_argument(
@@ -585,6 +787,7 @@ def main(argv=None):
         if gaps:
             write_csv(out / f"{tag}_gaps.csv", gaps)
         print_tables(rows, gaps)
+        write_budget_curves(rows, out / f"{tag}_curves.csv")
         n_seeds = len({r["seed"] for r in records})
         title = f"Students of scikit-learn teachers on real tables ({n_seeds} seed{'s' * (n_seeds > 1)})"
         plot(rows, out / f"{tag}.png", title)
@@ -597,13 +800,16 @@ def main(argv=None):
     for name in tables:
         X, y = load_table(name)
         print(f"\n{name}: {len(X):,} rows, {X.shape[1]} features, {len(np.unique(y))} classes", flush=True)
-        records += run_table(name, X, y, args.teachers, args.only, seeds, cap, args.white_box_temperatures)
+        records += run_table(
+            name, X, y, args.teachers, args.only, seeds, cap, args.white_box_temperatures, args.budgets
+        )
         write_csv(out / f"{tag}.csv", records)  # after each table: a long run that stops keeps what it measured
     rows, gaps = summarise(records)
     write_csv(out / f"{tag}_summary.csv", rows)
     if gaps:
         write_csv(out / f"{tag}_gaps.csv", gaps)
     print_tables(rows, gaps)
+    write_budget_curves(rows, out / f"{tag}_curves.csv")
     plot(
         rows,
         out / f"{tag}.png",
