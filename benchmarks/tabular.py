@@ -102,6 +102,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import db3learn._distiller as distiller_module  # noqa: E402 -- --active sets the share of picked mixtures
 from benchmarks._common import gap_closed, write_csv  # noqa: E402
 from db3learn import DB3Distiller, InputSpace, KDStudent, Teacher  # noqa: E402
 from db3learn._distiller import _QUERIED_BATCH_SIZE, _QUERIED_STEPS, _fused_adam, _queried_epochs  # noqa: E402
@@ -145,6 +146,10 @@ ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
 #: db3-mixup-half: the same budget, half on mixtures and half on the searches (mixup=0.5)
 OPTIONAL_ROWS = ["db3-searches", "db3-queried", "db3-mixup", "db3-mixup-half"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
+#: the rows run at each budget of --budgets (--budget-rows); mixup-picked only when named: the mixup copycat with the
+#: share --active of its mixtures picked where a first student is least sure (as the images' defaults pick theirs)
+BUDGET_ROWS = ["db3-defaults", "mixup-copycat", "white-box-mixup"]
+OPTIONAL_BUDGET_ROWS = ["mixup-picked"]
 #: DB3Distiller's defaults for a table (150 epochs), fused Adam where this torch has it on CPU
 STUDENT_TRAINING = dict(max_epochs=150, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)
 if _fused_adam("cpu"):
@@ -247,7 +252,9 @@ def white_box(teacher, X_transfer, X_test, seed, temperatures, rows=None):
     return out
 
 
-def run_table(name, X, y, teachers, rows, seeds, cap, temperatures, budgets=()):
+def run_table(
+    name, X, y, teachers, rows, seeds, cap, temperatures, budgets=(), budget_rows_run=BUDGET_ROWS, active=0.5
+):
     """Every (teacher, row, seed) of one table, as a list of dicts (and every budget's rows, see ``--budgets``)."""
     records = []
     categorical, numeric = columns(X)
@@ -363,12 +370,15 @@ def run_table(name, X, y, teachers, rows, seeds, cap, temperatures, budgets=()):
 
                     record("white-box", kept, T)
             for budget in budgets:  # the defaults beside equal-query rivals (issue 16)
-                budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures)
+                budget_rows(
+                    record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, budget_rows_run, active
+                )
     return records
 
 
-def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures):
-    """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows."""
+def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, rows=BUDGET_ROWS, active=0.5):
+    """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows (and
+    ``mixup-picked``, the mixup copycat with the share ``active`` of its mixtures picked, when in ``rows``)."""
 
     def distil(kept=None, **params):
         start = time.perf_counter()
@@ -380,10 +390,25 @@ def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, tempe
         queries = student.n_queries_ / len(X_transfer)
         return student.score(X_test, y_test), student.score(X_test), queries, seconds
 
-    record("db3-defaults", distil, budget=budget)
+    if "db3-defaults" in rows:
+        record("db3-defaults", distil, budget=budget)
+    if "mixup-picked" in rows:
+
+        def picked():
+            share, distiller_module._TABLE_ACTIVE_SHARE = distiller_module._TABLE_ACTIVE_SHARE, active
+            try:
+                return distil(mixup=1.0, queried_rows=True, kd_weight=0)
+            finally:
+                distiller_module._TABLE_ACTIVE_SHARE = share
+
+        record("mixup-picked", picked, budget=budget)
+    if "mixup-copycat" not in rows:
+        return
     # the same queries on mixtures of transfer pairs, each learnt with its label: no held-out check, no soft labels
     kept = Teacher(teacher, keep_rows=True)
     record("mixup-copycat", lambda: distil(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
+    if "white-box-mixup" not in rows:
+        return
     rows, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
     if not len(rows):
         return
@@ -766,6 +791,19 @@ def main(argv=None):
         help="also, at each of these queries per transfer row: the defaults, the mixup copycat and white-box KD on "
         "its rows (see the docstring)",
     )
+    parser.add_argument(
+        "--budget-rows",
+        nargs="+",
+        default=BUDGET_ROWS,
+        choices=BUDGET_ROWS + OPTIONAL_BUDGET_ROWS,
+        help=f"the rows run at each --budgets (default: {' '.join(BUDGET_ROWS)}; white-box-mixup needs mixup-copycat)",
+    )
+    parser.add_argument(
+        "--active",
+        type=float,
+        default=0.5,
+        help="the share of the mixup-picked row's mixtures picked where a first student is least sure (default 0.5)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV and PNG files")
     parser.add_argument("--tag", default=None, help="name of the output files (default: tabular[_quick])")
     parser.add_argument(
@@ -801,7 +839,17 @@ def main(argv=None):
         X, y = load_table(name)
         print(f"\n{name}: {len(X):,} rows, {X.shape[1]} features, {len(np.unique(y))} classes", flush=True)
         records += run_table(
-            name, X, y, args.teachers, args.only, seeds, cap, args.white_box_temperatures, args.budgets
+            name,
+            X,
+            y,
+            args.teachers,
+            args.only,
+            seeds,
+            cap,
+            args.white_box_temperatures,
+            args.budgets,
+            args.budget_rows,
+            args.active,
         )
         write_csv(out / f"{tag}.csv", records)  # after each table: a long run that stops keeps what it measured
     rows, gaps = summarise(records)

@@ -62,6 +62,9 @@ _IMAGE_WEIGHT_AVERAGE = None
 #: 0.44 points at 30, 100 and 400 queries per digit and was level at 10; on MNIST at 400, 99.27 % against 98.93 % for
 #: random mixtures (3 seeds)
 _IMAGE_ACTIVE_SHARE = 0.5
+#: the same share for a table's mixtures when they train the student unchecked (queried_rows=True); 0 (all random)
+#: until measured: benchmark h, the tables' budget curves (tabular.py --active)
+_TABLE_ACTIVE_SHARE = 0.0
 _ACTIVE_FIRST_STEPS = 3000
 _ACTIVE_POOL = 4
 _QUERIED_MIN_EPOCHS = 2
@@ -827,13 +830,13 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
 
     def _n_picked(self, n_mixtures, folds, queried_mode):
-        """How many of the mixtures a first student picks (``_IMAGE_ACTIVE_SHARE``): images with a real transfer set
-        whose mixtures train the student unchecked; else 0."""
-        if not (n_mixtures and self.input_space_.identity_ and self.transfer_set is None):
+        """How many of the mixtures a first student picks (``_IMAGE_ACTIVE_SHARE``, ``_TABLE_ACTIVE_SHARE``): a real
+        transfer set whose mixtures train the student unchecked; else 0."""
+        if not (n_mixtures and self.transfer_set is None):
             return 0
         if folds is not None or queried_mode is not True:
             return 0
-        return int(n_mixtures * _IMAGE_ACTIVE_SHARE)
+        return int(n_mixtures * (_IMAGE_ACTIVE_SHARE if self.input_space_.identity_ else _TABLE_ACTIVE_SHARE))
 
     def _label_picked_mixtures(self, teacher, labeler, n, seed):
         """Ask the teacher for ``n`` mixtures of transfer pairs where a first student is least sure (active learning).

@@ -125,6 +125,41 @@ def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_
     assert student.score(test) > copycat.score(test) + 0.01
 
 
+def test_a_tables_unchecked_mixtures_are_picked_only_when_its_share_asks(credit, monkeypatch):
+    import db3learn._distiller as distiller_module
+
+    assert distiller_module._TABLE_ACTIVE_SHARE == 0  # not a table's default yet (benchmark h, the tables' curves)
+    monkeypatch.setattr(distiller_module, "_ACTIVE_FIRST_STEPS", 200)  # a shorter first student, for time
+    X, y = credit
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    frame = X.astype({c: "category" for c in X.columns if X[c].dtype == object})
+    model.fit(frame[:2000], y[:2000])
+    transfer = frame[2000:2150]
+
+    def mixtures_asked(share):
+        monkeypatch.setattr(distiller_module, "_TABLE_ACTIVE_SHARE", share)
+        teacher = Recorder(model)
+        budget = Teacher(teacher, max_queries=150 * 11)  # exactly the budget: the picked half stays within it
+        student = DB3Distiller(
+            budget, mixup=1.0, queried_rows=True, kd_weight=0, max_queries_per_sample=11, random_state=0
+        ).fit(transfer)
+        assert student.n_mixtures_ == 150 * 10 and student.n_queries_ <= 150 * 11
+        assert_valid_rows(teacher.batches, transfer)
+        return pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the transfer set's labels
+
+    def margin(rows):  # the teacher's gap between its two highest probabilities: small near a boundary
+        top2 = np.sort(model.predict_proba(rows), axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
+
+    random_mixtures = mixtures_asked(0.0)  # the library's default for tables: every mixture at random
+    first, second = (np.median(margin(half)) for half in (random_mixtures[:750], random_mixtures[750:]))
+    assert second > 0.8 * first  # nothing picked: both halves lie as far from the boundaries
+    with_picked = mixtures_asked(0.5)  # the random half, then the picked half (the cache answers a few repeats)
+    assert len(with_picked) > 0.95 * 1500
+    picked = with_picked[-700:]
+    assert np.median(margin(picked)) < 0.7 * np.median(margin(random_mixtures[-700:]))  # nearer the boundaries
+
+
 def test_by_default_half_an_images_mixtures_are_picked_where_a_first_student_is_least_sure(digits, monkeypatch):
     import db3learn._distiller as distiller_module
 
