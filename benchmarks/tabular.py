@@ -61,8 +61,11 @@ included) and each (table, teacher, seed), the defaults beside equal-query rival
   transfer rows and the mixtures), trained as DB3Distiller trains on queried rows (about 3,000
   steps of 256), at each ``--white-box-temperatures``; a ceiling for those rows, not label-only.
 
-At ``B = 1`` the defaults are the copycat (the ``copycat`` row). ``<tag>_curves.csv`` holds the
-curves (white-box at its best temperature by mean fidelity) and the run prints them.
+At ``B = 1`` the defaults are the copycat (the ``copycat`` row). ``<tag>_curves.csv`` and
+``<tag>_curves.png`` hold the curves (white-box at its best temperature by mean fidelity) and the
+run prints them. ``--budget-rows`` chooses among these rows and ``mixup-picked``: the mixup
+copycat with the share ``--active`` (default 0.5) of its mixtures picked where a first student is
+least sure, as the images' defaults pick theirs (off for tables in the library).
 
     python benchmarks/tabular.py --only copycat-sklearn copycat --budgets 10 30 100 --white-box-temperatures 1 2 --tag tabular_budgets
 
@@ -409,11 +412,11 @@ def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, tempe
     record("mixup-copycat", lambda: distil(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
     if "white-box-mixup" not in rows:
         return
-    rows, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
-    if not len(rows):
+    answered, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
+    if not len(answered):
         return
     try:
-        students = white_box(teacher, X_transfer, X_test, seed, temperatures, rows=rows)
+        students = white_box(teacher, X_transfer, X_test, seed, temperatures, rows=answered)
     except Exception as exc:  # noqa: BLE001
         students = {T: exc for T in temperatures}
     teacher_test = teacher.predict(X_test)
