@@ -341,66 +341,80 @@ def run_table(
             ):
                 if row in rows:
 
-                    def distil(params=params, row=row):
+                    def fit(params=params, row=row):
                         if row.startswith("db3-mixup"):  # as many queries per row as the searches spent
                             if "db3-searches" not in spent:
                                 raise ValueError(f"the {row} row needs a db3-searches row in the same run")
                             params = dict(params, max_queries_per_sample=max(2, int(np.ceil(spent["db3-searches"]))))
-                        start = time.perf_counter()
-                        student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
-                        seconds = time.perf_counter() - start  # labelling and training, not scoring
-                        spent[row] = student.n_queries_ / len(X_transfer)
-                        return (
-                            student.score(X_test, y_test),
-                            student.score(X_test),
-                            student.n_queries_ / len(X_transfer),
-                            seconds,
-                        )
+                        result = distil(teacher, X_transfer, X_test, y_test, seed, **params)
+                        spent[row] = result[2]
+                        return result
 
-                    record(row, distil)
+                    record(row, fit)
             if "white-box" in rows:
-                try:
-                    students = white_box(teacher, X_transfer, X_test, seed, temperatures)
-                except Exception as exc:  # noqa: BLE001
-                    students = {T: exc for T in temperatures}
-                for T in temperatures:
-
-                    def kept(T=T):
-                        if isinstance(students[T], Exception):
-                            raise students[T]
-                        pred, seconds = students[T]
-                        return (*scores(pred), 0.0, seconds)
-
-                    record("white-box", kept, T)
+                fit = lambda: white_box(teacher, X_transfer, X_test, seed, temperatures)  # noqa: E731
+                record_white_box(record, "white-box", fit, scores, temperatures)
             for budget in budgets:  # the defaults beside equal-query rivals (issue 16)
                 budget_rows(
-                    record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, budget_rows_run, active
+                    record,
+                    scores,
+                    teacher,
+                    X_transfer,
+                    X_test,
+                    y_test,
+                    seed,
+                    budget,
+                    temperatures,
+                    budget_rows_run,
+                    active,
                 )
     return records
 
 
-def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, rows=BUDGET_ROWS, active=0.5):
+def distil(teacher, X_transfer, X_test, y_test, seed, **params):
+    """Fit ``DB3Distiller(teacher, **params)`` on the transfer rows: ``(accuracy, fidelity, queries per transfer row,
+    seconds)``, the seconds those of labelling and training, not of scoring."""
+    start = time.perf_counter()
+    student = DB3Distiller(teacher, random_state=seed, **params).fit(X_transfer)
+    seconds = time.perf_counter() - start
+    return student.score(X_test, y_test), student.score(X_test), student.n_queries_ / len(X_transfer), seconds
+
+
+def record_white_box(record, row, fit, scores, temperatures, budget=""):
+    """Record one row per temperature of the white-box students ``fit()`` returns (``{T: (test predictions,
+    seconds)}``), scored by ``scores(predictions)``; every one NaN, with its error, if the fit fails."""
+    try:
+        students = fit()
+    except Exception as exc:  # noqa: BLE001 -- recorded as NaN by record(); the run goes on
+        students = {T: exc for T in temperatures}
+    for T in temperatures:
+
+        def kept(T=T):
+            if isinstance(students[T], Exception):
+                raise students[T]
+            pred, seconds = students[T]
+            return (*scores(pred), 0.0, seconds)
+
+        record(row, kept, T, budget=budget)
+
+
+def budget_rows(
+    record, scores, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, rows=BUDGET_ROWS, active=0.5
+):
     """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows (and
     ``mixup-picked``, the mixup copycat with the share ``active`` of its mixtures picked, when in ``rows``)."""
 
-    def distil(kept=None, **params):
-        start = time.perf_counter()
-        student = DB3Distiller(
-            teacher if kept is None else kept, random_state=seed, max_queries_per_sample=budget, **params
-        )
-        student.fit(X_transfer)
-        seconds = time.perf_counter() - start  # labelling and training, not scoring
-        queries = student.n_queries_ / len(X_transfer)
-        return student.score(X_test, y_test), student.score(X_test), queries, seconds
+    def fit(model=teacher, **params):
+        return distil(model, X_transfer, X_test, y_test, seed, max_queries_per_sample=budget, **params)
 
     if "db3-defaults" in rows:
-        record("db3-defaults", distil, budget=budget)
+        record("db3-defaults", fit, budget=budget)
     if "mixup-picked" in rows:
 
         def picked():
             share, distiller_module._TABLE_ACTIVE_SHARE = distiller_module._TABLE_ACTIVE_SHARE, active
             try:
-                return distil(mixup=1.0, queried_rows=True, kd_weight=0)
+                return fit(mixup=1.0, queried_rows=True, kd_weight=0)
             finally:
                 distiller_module._TABLE_ACTIVE_SHARE = share
 
@@ -409,26 +423,13 @@ def budget_rows(record, teacher, X_transfer, X_test, y_test, seed, budget, tempe
         return
     # the same queries on mixtures of transfer pairs, each learnt with its label: no held-out check, no soft labels
     kept = Teacher(teacher, keep_rows=True)
-    record("mixup-copycat", lambda: distil(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
+    record("mixup-copycat", lambda: fit(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
     if "white-box-mixup" not in rows:
         return
     answered, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
-    if not len(answered):
-        return
-    try:
-        students = white_box(teacher, X_transfer, X_test, seed, temperatures, rows=answered)
-    except Exception as exc:  # noqa: BLE001
-        students = {T: exc for T in temperatures}
-    teacher_test = teacher.predict(X_test)
-    for T in temperatures:
-
-        def scored(T=T):
-            if isinstance(students[T], Exception):
-                raise students[T]
-            pred, seconds = students[T]
-            return float(np.mean(pred == y_test)), float(np.mean(pred == teacher_test)), 0.0, seconds
-
-        record("white-box-mixup", scored, T, budget=budget)
+    if len(answered):
+        students = lambda: white_box(teacher, X_transfer, X_test, seed, temperatures, rows=answered)  # noqa: E731
+        record_white_box(record, "white-box-mixup", students, scores, temperatures, budget=budget)
 
 
 def read_records(path):
