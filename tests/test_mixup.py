@@ -29,6 +29,12 @@ def on_a_segment(points, X, tol=1e-6):
     return np.array(found)
 
 
+def margin(model, X):
+    """The gap between ``model``'s two highest probabilities for each row of ``X``: small near a boundary."""
+    top2 = np.sort(model.predict_proba(X), axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
 def test_by_default_images_spend_the_budget_on_labelled_mixtures_and_beat_the_copycat(svc, digits):
     X, _, X_test, _ = digits
     transfer = X[:150]
@@ -147,17 +153,13 @@ def test_a_tables_unchecked_mixtures_are_picked_only_when_its_share_asks(credit,
         assert_valid_rows(teacher.batches, transfer)
         return pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the transfer set's labels
 
-    def margin(rows):  # the teacher's gap between its two highest probabilities: small near a boundary
-        top2 = np.sort(model.predict_proba(rows), axis=1)[:, -2:]
-        return top2[:, 1] - top2[:, 0]
-
     random_mixtures = mixtures_asked(0.0)  # the library's default for tables: every mixture at random
-    first, second = (np.median(margin(half)) for half in (random_mixtures[:750], random_mixtures[750:]))
+    first, second = (np.median(margin(model, half)) for half in (random_mixtures[:750], random_mixtures[750:]))
     assert second > 0.8 * first  # nothing picked: both halves lie as far from the boundaries
     with_picked = mixtures_asked(0.5)  # the random half, then the picked half (the cache answers a few repeats)
     assert len(with_picked) > 0.95 * 1500
     picked = with_picked[-700:]
-    assert np.median(margin(picked)) < 0.7 * np.median(margin(random_mixtures[-700:]))  # nearer the boundaries
+    assert np.median(margin(model, picked)) < 0.7 * np.median(margin(model, random_mixtures[-700:]))  # nearer
 
 
 def test_by_default_half_an_images_mixtures_are_picked_where_a_first_student_is_least_sure(digits, monkeypatch):
@@ -178,10 +180,6 @@ def test_by_default_half_an_images_mixtures_are_picked_where_a_first_student_is_
     random_half, picked = asked[:1000], asked[-1000:]
     assert on_a_segment(picked[:40], transfer).all()  # still mixtures of transfer pairs
 
-    def margin(P):  # the teacher's gap between its two highest probabilities: small near a boundary
-        top2 = np.sort(linear.predict_proba(P), axis=1)[:, -2:]
-        return top2[:, 1] - top2[:, 0]
-
-    assert np.median(margin(picked)) < 0.5 * np.median(margin(random_half))
+    assert np.median(margin(linear, picked)) < 0.5 * np.median(margin(linear, random_half))
     # the student learnt every mixture, the picked ones included
     assert student.n_queried_rows_ > 0.95 * student.n_mixtures_
