@@ -54,9 +54,10 @@ time:
 included) and each (table, teacher, seed), the defaults beside equal-query rivals (issue 16):
 
 - ``db3-defaults`` at ``B``: ``DB3Distiller(teacher, max_queries_per_sample=B)``.
-- ``mixup-copycat`` at ``B``: the same queries on teacher-labelled mixtures of transfer pairs
-  (projected to valid rows), each learnt with its label and no held-out check:
-  ``DB3Distiller(teacher, mixup=1, queried_rows=True, kd_weight=0, max_queries_per_sample=B)``.
+- ``mixup-copycat`` at ``B``: the same queries on teacher-labelled random mixtures of transfer
+  pairs (projected to valid rows), each learnt with its label, no held-out check and none picked:
+  ``DB3Distiller(teacher, mixup=1, queried_rows=True, kd_weight=0, max_queries_per_sample=B)``
+  with ``_TABLE_ACTIVE_SHARE`` set to 0 for it.
 - ``white-box-mixup`` at ``B``: white-box KD on the rows the mixup copycat's teacher answered (the
   transfer rows and the mixtures), trained as DB3Distiller trains on queried rows (about 3,000
   steps of 256), at each ``--white-box-temperatures``; a ceiling for those rows, not label-only.
@@ -65,7 +66,8 @@ At ``B = 1`` the defaults are the copycat (the ``copycat`` row). ``<tag>_curves.
 ``<tag>_curves.png`` hold the curves (white-box at its best temperature by mean fidelity) and the
 run prints them. ``--budget-rows`` chooses among these rows and ``mixup-picked``: the mixup
 copycat with the share ``--active`` (default 0.5) of its mixtures picked where a first student is
-least sure, as the images' defaults pick theirs (off for tables in the library).
+least sure (an active-learning copycat), on every table: the library picks half only from
+``_TABLE_MIN_ACTIVE_ROWS`` (150) transfer rows.
 
     python benchmarks/tabular.py --only copycat-sklearn copycat --budgets 10 30 100 --white-box-temperatures 1 2 --tag tabular_budgets
 
@@ -149,10 +151,11 @@ ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
 #: db3-mixup-half: the same budget, half on mixtures and half on the searches (mixup=0.5)
 OPTIONAL_ROWS = ["db3-searches", "db3-queried", "db3-mixup", "db3-mixup-half"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
-#: the rows run at each budget of --budgets (--budget-rows); mixup-picked only when named: the mixup copycat with the
-#: share --active of its mixtures picked where a first student is least sure (as the images' defaults pick theirs)
+#: the rows run at each budget of --budgets (--budget-rows); only when named: mixup-picked, the mixup copycat with the
+#: share --active of its mixtures picked where a first student is least sure, on every table (the defaults pick from
+#: _TABLE_MIN_ACTIVE_ROWS transfer rows), and db3-checked, the defaults before picking (random mixtures, checked)
 BUDGET_ROWS = ["db3-defaults", "mixup-copycat", "white-box-mixup"]
-OPTIONAL_BUDGET_ROWS = ["mixup-picked"]
+OPTIONAL_BUDGET_ROWS = ["mixup-picked", "db3-checked"]
 #: DB3Distiller's defaults for a table (150 epochs), fused Adam where this torch has it on CPU
 STUDENT_TRAINING = dict(max_epochs=150, batch_size=32, lr=1e-3, optimizer=torch.optim.Adam)
 if _fused_adam("cpu"):
@@ -398,6 +401,19 @@ def record_white_box(record, row, fit, scores, temperatures, budget=""):
         record(row, kept, T, budget=budget)
 
 
+def with_picking(fit, share, min_rows=None):
+    """``fit()`` with the share of a table's unchecked mixtures that a first student picks set to ``share`` (and the
+    transfer rows it needs to ``min_rows``; None: the library's), both restored after it."""
+    saved = distiller_module._TABLE_ACTIVE_SHARE, distiller_module._TABLE_MIN_ACTIVE_ROWS
+    distiller_module._TABLE_ACTIVE_SHARE = share
+    if min_rows is not None:
+        distiller_module._TABLE_MIN_ACTIVE_ROWS = min_rows
+    try:
+        return fit()
+    finally:
+        distiller_module._TABLE_ACTIVE_SHARE, distiller_module._TABLE_MIN_ACTIVE_ROWS = saved
+
+
 def budget_rows(
     record, scores, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, rows=BUDGET_ROWS, active=0.5
 ):
@@ -409,21 +425,17 @@ def budget_rows(
 
     if "db3-defaults" in rows:
         record("db3-defaults", fit, budget=budget)
-    if "mixup-picked" in rows:
-
-        def picked():
-            share, distiller_module._TABLE_ACTIVE_SHARE = distiller_module._TABLE_ACTIVE_SHARE, active
-            try:
-                return fit(mixup=1.0, queried_rows=True, kd_weight=0)
-            finally:
-                distiller_module._TABLE_ACTIVE_SHARE = share
-
-        record("mixup-picked", picked, budget=budget)
+    if "db3-checked" in rows:  # the defaults until picking: random mixtures, kept if they win the held-out check
+        record("db3-checked", lambda: with_picking(fit, 0.0), budget=budget)
+    if "mixup-picked" in rows:  # the share active picked on every table, the smallest too
+        picked = lambda: fit(mixup=1.0, queried_rows=True, kd_weight=0)  # noqa: E731
+        record("mixup-picked", lambda: with_picking(picked, active, min_rows=0), budget=budget)
     if "mixup-copycat" not in rows:
         return
-    # the same queries on mixtures of transfer pairs, each learnt with its label: no held-out check, no soft labels
+    # the same queries on random mixtures of transfer pairs, each learnt with its label: no check, none picked
     kept = Teacher(teacher, keep_rows=True)
-    record("mixup-copycat", lambda: fit(kept, mixup=1.0, queried_rows=True, kd_weight=0), budget=budget)
+    mixup = lambda: fit(kept, mixup=1.0, queried_rows=True, kd_weight=0)  # noqa: E731
+    record("mixup-copycat", lambda: with_picking(mixup, 0.0), budget=budget)
     if "white-box-mixup" not in rows:
         return
     answered, _ = kept.queried_rows()  # the transfer rows and the mixtures the teacher answered
@@ -605,6 +617,11 @@ def budget_curves(rows):
                 continue
             box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
             defaults, mixup = by["db3-defaults"], by["mixup-copycat"]
+            optional = {
+                f"{name}_{column}": by[row][column] if row in by else np.nan
+                for name, row in (("picked", "mixup-picked"), ("checked", "db3-checked"))
+                for column in ("fidelity", "accuracy", "seconds")
+            }
             curves.append(
                 dict(
                     table=table,
@@ -626,6 +643,7 @@ def budget_curves(rows):
                     white_box_fidelity=box["fidelity"] if box else np.nan,
                     white_box_accuracy=box["accuracy"] if box else np.nan,
                     white_box_seconds=box["seconds"] if box else np.nan,
+                    **optional,
                 )
             )
     return curves
@@ -647,21 +665,24 @@ def print_budget_curves(curves):
             f"| {c['defaults_seconds']:.1f} / {c['mixup_seconds']:.1f} |"
         )
     print(
-        "\n| queries / row | pairs | defaults: fidelity (accuracy) | mixup copycat | best copycat (1 query / row) "
-        "| white-box on the mixup rows | defaults >= mixup copycat (fidelity; accuracy) | time (s): defaults / mixup |"
+        "\n| queries / row | pairs | defaults: fidelity (accuracy) | mixup copycat | active-learning copycat "
+        "| checked random mixtures | best copycat (1 query / row) | white-box on the mixup rows "
+        "| defaults >= mixup copycat (fidelity; accuracy) | time (s): defaults / mixup |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for budget in sorted({c["budget"] for c in curves}):
         cs = [c for c in curves if c["budget"] == budget]
 
         def mean(column, cs=cs):
-            return float(np.nanmean([c[column] for c in cs]))
+            return mean_std([c[column] for c in cs])[0]
 
         ahead = sum(c["defaults_fidelity"] >= c["mixup_fidelity"] for c in cs)
         ahead_acc = sum(c["defaults_accuracy"] >= c["mixup_accuracy"] for c in cs)
         print(
             f"| {budget} | {len(cs)} | {pct(mean('defaults_fidelity'))} ({pct(mean('defaults_accuracy'))}) "
             f"| {pct(mean('mixup_fidelity'))} ({pct(mean('mixup_accuracy'))}) "
+            f"| {pct(mean('picked_fidelity'))} ({pct(mean('picked_accuracy'))}) "
+            f"| {pct(mean('checked_fidelity'))} ({pct(mean('checked_accuracy'))}) "
             f"| {pct(mean('copycat_fidelity'))} ({pct(mean('copycat_accuracy'))}) "
             f"| {pct(mean('white_box_fidelity'))} ({pct(mean('white_box_accuracy'))}) "
             f"| {ahead} of {len(cs)}; {ahead_acc} of {len(cs)} "
@@ -692,23 +713,30 @@ def plot_budget_curves(curves, path):
         budgets = sorted({c["budget"] for c in cs})
 
         def mean(column, budget, cs=cs):
-            return 100 * float(np.nanmean([c[column] for c in cs if c["budget"] == budget]))
+            return 100 * mean_std([c[column] for c in cs if c["budget"] == budget])[0]
 
-        copycat = 100 * float(np.nanmean([c["copycat_fidelity"] for c in cs if c["budget"] == budgets[0]]))
+        copycat = 100 * mean_std([c["copycat_fidelity"] for c in cs if c["budget"] == budgets[0]])[0]
         for column, label, style in (
             ("defaults_fidelity", "defaults", "o-"),
             ("mixup_fidelity", "mixup copycat", "v--"),
+            ("picked_fidelity", "active-learning copycat (half picked)", "s-."),
+            ("checked_fidelity", "checked random mixtures (earlier defaults)", "x:"),
             ("white_box_fidelity", "white-box KD on the mixup rows", "^:"),
         ):
+            if not any(np.isfinite(c[column]) for c in cs):
+                continue  # a row this run did not have
             start = [] if column == "white_box_fidelity" else [(1, copycat)]
-            x, y = zip(*start, *((b, mean(column, b)) for b in budgets))
+            points = [
+                (b, mean(column, b)) for b in budgets if any(np.isfinite(c[column]) for c in cs if c["budget"] == b)
+            ]
+            x, y = zip(*start, *points)
             ax.plot(x, y, style, label=label)
         ax.set_xscale("log")
         ax.set_title(f"teacher: {teacher} ({len({c['table'] for c in cs})} tables)", fontsize=11)
         ax.set_xlabel("queries per transfer row")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean fidelity (%)")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"wrote {path}")

@@ -62,9 +62,15 @@ _IMAGE_WEIGHT_AVERAGE = None
 #: 0.44 points at 30, 100 and 400 queries per digit and was level at 10; on MNIST at 400, 99.27 % against 98.93 % for
 #: random mixtures (3 seeds)
 _IMAGE_ACTIVE_SHARE = 0.5
-#: the same share for a table's mixtures when they train the student unchecked (queried_rows=True); 0 (all random)
-#: until measured: benchmark h, the tables' budget curves (tabular.py --active)
-_TABLE_ACTIVE_SHARE = 0.0
+#: the same share for a table's mixtures, from _TABLE_MIN_ACTIVE_ROWS transfer rows; there they train the student
+#: unchecked (no held-out check unless soft_label_check=True). The tables' budget curves (benchmark h, 3 seeds): at 100
+#: queries per row, +0.57 points of mean fidelity over random unchecked mixtures on six tables (18 pairs), +0.29 on
+#: twelve more (24), and +0.58 and +0.32 over the check, in about half the check's fit time
+_TABLE_ACTIVE_SHARE = 0.5
+#: below this many transfer rows a table's mixtures stay random and checked (from _MIN_CHECK_ROWS): on the three tables
+#: under it (83 to 113 rows) picked ones lost up to 3.5 points on a (table, teacher) pair at 10 queries per row and up
+#: to 1.7 at 100 (3 seeds), where from 150 rows they lost at most 1.6
+_TABLE_MIN_ACTIVE_ROWS = 150
 _ACTIVE_FIRST_STEPS = 3000
 _ACTIVE_POOL = 4
 _QUERIED_MIN_EPOCHS = 2
@@ -142,10 +148,12 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
     and spends a query budget (``max_queries_per_sample``: 400 per row on
     images, 100 on a table when none is given) where it teaches the
     student most. By default (``mixup="auto"``) that is teacher-labelled
-    mixtures of transfer pairs, half of an image's picked where a first
-    student is least sure, learnt with the teacher's hard labels: on MNIST
-    at 400 queries per digit they gave 99.27 % fidelity against 98.80 %
-    for full boundary searches (benchmark h). ``mixup=0`` spends it on the
+    mixtures of transfer pairs, half of them picked where a first student
+    is least sure (on a table, from 150 transfer rows), learnt with the
+    teacher's hard labels: on MNIST at 400 queries per digit they gave
+    99.27 % fidelity against 98.80 % for full boundary searches, and on
+    18 table-teacher pairs at 100 per row 93.74 % against 93.17 % for a
+    copycat on as many random mixtures (benchmark h). ``mixup=0`` spends it on the
     searches instead: each sample's distance to the teacher's decision
     boundaries, estimated with ``soft_labeler``, becomes soft labels at
     ``temperature`` (DB3KD, Wang, ICML 2021), learnt with the rows the
@@ -287,8 +295,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         searches cut short by the same budget (at 100: 99.0 % on 2 seeds
         against 97.8 %); with the searches complete (about 390 queries per
         digit) a copycat on as many mixtures was level with them (98.8 %).
-        On real images half of the mixtures are picked where a first student
-        is least sure: after the random half, a copycat on the transfer set
+        On real images, and on tables of 150 transfer rows or more
+        (``soft_label_check="auto"``), half of the mixtures are picked where
+        a first student is least sure: after the random half, a copycat on the transfer set
         and those mixtures (up to 3,000 steps) scores four times as many
         random mixtures, and the teacher labels the half whose two highest
         probabilities are closest (ActiveThief, Pal et al., AAAI 2020; the
@@ -313,9 +322,16 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         ``soft_label_check`` then keeps the copycat; they win there since
         the student's inputs flag a continuous column's point mass, see
         :class:`~db3learn.InputSpace`'s ``point_mass``); with the default
-        100 queries per row, the check and those inputs, the student was
-        at or above both copycats on all 18 pairs (the searches: 12), 93.1 %
-        fidelity on average against 91.2 % for the best copycat. With a
+        100 queries per row, half of them picked, and those inputs, the
+        student was at or above both copycats on all 18 pairs (the
+        searches: 12), 93.74 % fidelity on average against 91.20 % for the
+        best copycat and 93.17 % for a copycat on as many random mixtures
+        (3 seeds; on 12 more tables with tree teachers, 89.71 % against
+        86.51 % and 89.43 %, at or above both copycats on all 24 pairs;
+        benchmark h). On the three smallest tables (83 to 113 transfer
+        rows) picking lost up to 3.5 points on a pair at 10 queries per
+        row, so below 150 rows a table's mixtures stay random and are
+        checked (``soft_label_check``). With a
         ``transfer_set``: 1 for images, up to
         400 queries per pseudo sample (as many as its ``max_queries`` leaves
         after generation, if fewer): on MNIST (a LeNet-5 teacher, 1M
@@ -355,8 +371,13 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         every seed (benchmark a). With mixtures and no search (a table's
         default, ``mixup``), there is no soft label to check: the check
         then compares the copycat with a student that also learns the
-        mixtures, and ``queried_rows`` decides whether they train the final
-        student. It holds out a fifth of the transfer set, or as many
+        (random) mixtures, and ``queried_rows`` decides whether they train
+        the final student. ``"auto"`` runs that check only on tables of 100
+        to 149 transfer rows: from 150 rows the mixtures train the student
+        unchecked, half of them picked (``mixup``), which on 42 table-teacher
+        pairs (3 seeds, benchmark h) gave 0.3 to 0.7 points more mean
+        fidelity than the check at 10 and 100 queries per row, in about half
+        its fit time; ``True`` checks them on any table. It holds out a fifth of the transfer set, or as many
         fifths as score 400 rows (up to five: every row, each held out
         once), trains both students on the rows outside each fold (the
         second also on the mixtures of two such rows) and pools their
@@ -654,7 +675,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if searching and search_budget is not None:
             labeler.set_params(max_queries_per_sample=search_budget)
         held_out = folds = None
-        checks_mixtures = n_mixtures and self.queried_rows == "auto"  # queried_rows=True: learned unchecked
+        # queried_rows=True: learned unchecked; so are a larger table's mixtures, half of them picked (_picks_mixtures)
+        checks_mixtures = n_mixtures and self.queried_rows == "auto" and not self._picks_mixtures(len(Z))
         if (searching or checks_mixtures) and self._checks_soft_labels(Z):
             order = np.random.RandomState(seed).permutation(len(Z))
             if searching:  # rows the check scores on: never references, so no search result points at them
@@ -672,7 +694,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         try:
             self.n_mixtures_ = n_mixtures
             mixture_seed = int(rng.randint(2**31 - 1))
-            n_picked = self._n_picked(n_mixtures, folds, queried_mode)
+            n_picked = self._n_picked(n_mixtures, len(Z), folds, queried_mode)
             mixtures = self._label_mixtures(
                 teacher, labeler, n_mixtures - n_picked, mixture_seed, keep=folds is not None
             )
@@ -829,14 +851,28 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         search = int(np.floor(extra * (1 - share) + 1e-9))
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
 
-    def _n_picked(self, n_mixtures, folds, queried_mode):
+    def _picks_mixtures(self, n_rows):
+        """Whether a table's mixtures skip the held-out check so that some are picked: a real transfer set of at
+        least ``_TABLE_MIN_ACTIVE_ROWS`` rows, unless ``soft_label_check=True`` asks for the check."""
+        return (
+            not self.input_space_.identity_
+            and self.transfer_set is None
+            and self.soft_label_check == "auto"
+            and n_rows >= _TABLE_MIN_ACTIVE_ROWS
+            and _TABLE_ACTIVE_SHARE > 0
+        )
+
+    def _n_picked(self, n_mixtures, n_rows, folds, queried_mode):
         """How many of the mixtures a first student picks (``_IMAGE_ACTIVE_SHARE``, ``_TABLE_ACTIVE_SHARE``): a real
-        transfer set whose mixtures train the student unchecked; else 0."""
+        transfer set whose mixtures train the student unchecked (a table's from ``_TABLE_MIN_ACTIVE_ROWS`` rows);
+        else 0."""
         if not (n_mixtures and self.transfer_set is None):
             return 0
         if folds is not None or queried_mode is not True:
             return 0
-        return int(n_mixtures * (_IMAGE_ACTIVE_SHARE if self.input_space_.identity_ else _TABLE_ACTIVE_SHARE))
+        if self.input_space_.identity_:
+            return int(n_mixtures * _IMAGE_ACTIVE_SHARE)
+        return int(n_mixtures * _TABLE_ACTIVE_SHARE) if n_rows >= _TABLE_MIN_ACTIVE_ROWS else 0
 
     def _label_picked_mixtures(self, teacher, labeler, n, seed):
         """Ask the teacher for ``n`` mixtures of transfer pairs where a first student is least sure (active learning).

@@ -117,49 +117,58 @@ def test_on_a_table_the_defaults_spend_100_queries_per_row_on_mixtures_and_beat_
     model = one_hot_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X[:2000], y[:2000])
     transfer, test = X[2000:2400], X[2400:]
     teacher = Teacher(model, max_queries=400 * 100)  # the default budget exactly: a query more would raise
-    # 400 rows: the check scores every one, in five folds of 80 (15 epochs keep its ten trainings short)
-    student = DB3Distiller(teacher, max_epochs=15, random_state=0).fit(transfer)
+    student = DB3Distiller(teacher, random_state=0).fit(transfer)
     assert student.n_mixtures_ == 400 * 99 and student.n_queries_ == teacher.n_queries <= 400 * 100
     assert student.kd_weight_ == 0 and student.soft_labeler_ is None  # no search, so no soft label
-    check = student.soft_label_check_  # the mixtures against the copycat, on held-out rows
-    assert set(check) == {"copycat", "queried rows"}
-    assert student.queried_rows_ == (check["queried rows"] >= check["copycat"])
+    assert student.soft_label_check_ is None  # 150 transfer rows or more: the mixtures are learnt unchecked
     assert student.queried_rows_ and student.n_queried_rows_ > 0.95 * student.n_mixtures_
     teacher.max_queries = None  # scoring asks the teacher the held-out rows
-    copycat = DB3Distiller(Teacher(model), kd_weight=0, max_epochs=15, random_state=0).fit(transfer)
+    copycat = DB3Distiller(Teacher(model), kd_weight=0, random_state=0).fit(transfer)
     assert copycat.n_mixtures_ == 0
     assert student.score(test) > copycat.score(test) + 0.01
 
 
-def test_a_tables_unchecked_mixtures_are_picked_only_when_its_share_asks(credit, monkeypatch):
+def test_a_tables_mixtures_are_picked_from_150_transfer_rows_unless_the_check_is_asked(credit, monkeypatch):
     import db3learn._distiller as distiller_module
 
-    assert distiller_module._TABLE_ACTIVE_SHARE == 0  # not a table's default yet (benchmark h, the tables' curves)
-    monkeypatch.setattr(distiller_module, "_ACTIVE_FIRST_STEPS", 200)  # a shorter first student, for time
+    assert distiller_module._TABLE_ACTIVE_SHARE == 0.5 and distiller_module._TABLE_MIN_ACTIVE_ROWS == 150
+    shorter = {"_ACTIVE_FIRST_STEPS": 200, "_QUERIED_STEPS": 200}  # shorter students (the check's too), for time
+    for name, steps in shorter.items():
+        monkeypatch.setattr(distiller_module, name, steps)
     X, y = credit
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
     frame = X.astype({c: "category" for c in X.columns if X[c].dtype == object})
     model.fit(frame[:2000], y[:2000])
     transfer = frame[2000:2150]
 
-    def mixtures_asked(share):
-        monkeypatch.setattr(distiller_module, "_TABLE_ACTIVE_SHARE", share)
+    def mixtures_asked(transfer, **params):
         teacher = Recorder(model)
-        budget = Teacher(teacher, max_queries=150 * 11)  # exactly the budget: the picked half stays within it
-        student = DB3Distiller(
-            budget, mixup=1.0, queried_rows=True, kd_weight=0, max_queries_per_sample=11, random_state=0
-        ).fit(transfer)
-        assert student.n_mixtures_ == 150 * 10 and student.n_queries_ <= 150 * 11
+        n = len(transfer)
+        budget = Teacher(teacher, max_queries=n * 11)  # exactly the budget: the picked half stays within it
+        student = DB3Distiller(budget, max_queries_per_sample=11, random_state=0, **params)
+        student.fit(transfer)
+        assert student.n_mixtures_ == n * 10 and student.n_queries_ <= n * 11
         assert_valid_rows(teacher.batches, transfer)
-        return pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the transfer set's labels
+        return student, pd.concat(teacher.batches[1:], ignore_index=True)  # the mixtures, after the rows' labels
 
-    random_mixtures = mixtures_asked(0.0)  # the library's default for tables: every mixture at random
+    with monkeypatch.context() as none_picked:
+        none_picked.setattr(distiller_module, "_TABLE_ACTIVE_SHARE", 0.0)
+        _, random_mixtures = mixtures_asked(transfer)  # every mixture at random
     first, second = (np.median(margin(model, half)) for half in (random_mixtures[:750], random_mixtures[750:]))
     assert second > 0.8 * first  # nothing picked: both halves lie as far from the boundaries
-    with_picked = mixtures_asked(0.5)  # the random half, then the picked half (the cache answers a few repeats)
-    assert len(with_picked) > 0.95 * 1500
+    student, with_picked = mixtures_asked(transfer)  # the defaults: the random half, then the picked half
+    assert student.soft_label_check_ is None and student.queried_rows_ and len(with_picked) > 0.95 * 1500
     picked = with_picked[-700:]
     assert np.median(margin(model, picked)) < 0.7 * np.median(margin(model, random_mixtures[-700:]))  # nearer
+
+    # soft_label_check=True: the check instead, on random mixtures; so below 150 rows, from the check's 100
+    for smaller, params in ((transfer, {"soft_label_check": True}), (transfer[:149], {})):
+        checked, asked = mixtures_asked(smaller, max_epochs=15, **params)  # 15: the check's ten copycats, short
+        scores = checked.soft_label_check_  # (students this short may lose it: then no mixture is learnt)
+        assert set(scores) == {"copycat", "queried rows"}
+        assert checked.queried_rows_ == (scores["queried rows"] >= scores["copycat"])
+        half = len(asked) // 2
+        assert np.median(margin(model, asked[half:])) > 0.8 * np.median(margin(model, asked[:half]))
 
 
 def test_by_default_half_an_images_mixtures_are_picked_where_a_first_student_is_least_sure(digits, monkeypatch):
