@@ -72,8 +72,9 @@ for name, value in fidelity.items():
     print(f"{name:26s} fidelity {value:.3f}")
 print(f"queries per transfer row (DB3): {db3.n_queries_ / len(X_transfer):.0f}")
 # On a table the defaults spend 100 queries per transfer row on teacher-labelled mixtures of
-# transfer pairs (projected to valid rows) and train the student on them beside the transfer
-# set; ``mixup=0`` runs the boundary searches instead (see the user guide).
+# transfer pairs (projected to valid rows), half of them picked where a first student is least
+# sure (from 150 transfer rows), and train the student on them beside the transfer set;
+# ``mixup=0`` runs the boundary searches instead (see the user guide).
 print(f"mixtures the teacher labelled: {db3.n_mixtures_:,}")
 
 # %%
