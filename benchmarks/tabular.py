@@ -67,7 +67,9 @@ At ``B = 1`` the defaults are the copycat (the ``copycat`` row). ``<tag>_curves.
 run prints them. ``--budget-rows`` chooses among these rows and ``mixup-picked``: the mixup
 copycat with the share ``--active`` (default 0.5) of its mixtures picked where a first student is
 least sure (an active-learning copycat), on every table: the library picks half only from
-``_TABLE_MIN_ACTIVE_ROWS`` (150) transfer rows.
+``_TABLE_MIN_ACTIVE_ROWS`` (150) transfer rows; and ``db3-checked``: the defaults before they
+picked (random mixtures, kept where they win the held-out check; ``_TABLE_ACTIVE_SHARE`` set to
+0 for it).
 
     python benchmarks/tabular.py --only copycat-sklearn copycat --budgets 10 30 100 --white-box-temperatures 1 2 --tag tabular_budgets
 
@@ -417,8 +419,9 @@ def with_picking(fit, share, min_rows=None):
 def budget_rows(
     record, scores, teacher, X_transfer, X_test, y_test, seed, budget, temperatures, rows=BUDGET_ROWS, active=0.5
 ):
-    """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows (and
-    ``mixup-picked``, the mixup copycat with the share ``active`` of its mixtures picked, when in ``rows``)."""
+    """At ``budget`` queries per transfer row: the defaults, the mixup copycat and white-box KD on its rows (and, when
+    in ``rows``, ``mixup-picked``, the mixup copycat with the share ``active`` of its mixtures picked on every table,
+    and ``db3-checked``, the defaults before picking)."""
 
     def fit(model=teacher, **params):
         return distil(model, X_transfer, X_test, y_test, seed, max_queries_per_sample=budget, **params)

@@ -295,9 +295,11 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         searches cut short by the same budget (at 100: 99.0 % on 2 seeds
         against 97.8 %); with the searches complete (about 390 queries per
         digit) a copycat on as many mixtures was level with them (98.8 %).
-        On real images, and on tables of 150 transfer rows or more
-        (``soft_label_check="auto"``), half of the mixtures are picked where
-        a first student is least sure: after the random half, a copycat on the transfer set
+        On real images, and on tables of 150 transfer rows or more whose
+        mixtures train the student unchecked (``mixup=1``, the default, and
+        no check asked: see ``soft_label_check``), half of the mixtures are
+        picked where a first student is least sure: after the random half,
+        a copycat on the transfer set
         and those mixtures (up to 3,000 steps) scores four times as many
         random mixtures, and the teacher labels the half whose two highest
         probabilities are closest (ActiveThief, Pal et al., AAAI 2020; the
@@ -319,7 +321,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         points against the searches on AER ``CreditCard`` with tree
         teachers, where nearly every
         mixture falls in one class; the held-out check of
-        ``soft_label_check`` then keeps the copycat; they win there since
+        ``soft_label_check`` then kept the copycat; they win there since
         the student's inputs flag a continuous column's point mass, see
         :class:`~db3learn.InputSpace`'s ``point_mass``); with the default
         100 queries per row, half of them picked, and those inputs, the
@@ -330,8 +332,8 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         86.51 % and 89.43 %, at or above both copycats on all 24 pairs;
         benchmark h). On the three smallest tables (83 to 113 transfer
         rows) picking lost up to 3.5 points on a pair at 10 queries per
-        row, so below 150 rows a table's mixtures stay random and are
-        checked (``soft_label_check``). With a
+        row, so below 150 rows a table's mixtures stay random (and are
+        checked from 100 rows, ``soft_label_check``). With a
         ``transfer_set``: 1 for images, up to
         400 queries per pseudo sample (as many as its ``max_queries`` leaves
         after generation, if fewer): on MNIST (a LeNet-5 teacher, 1M
@@ -377,7 +379,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         unchecked, half of them picked (``mixup``), which on 42 table-teacher
         pairs (3 seeds, benchmark h) gave 0.3 to 0.7 points more mean
         fidelity than the check at 10 and 100 queries per row, in about half
-        its fit time; ``True`` checks them on any table. It holds out a fifth of the transfer set, or as many
+        its fit time. ``True`` (with ``queried_rows="auto"``) checks them on
+        any table, on random mixtures; ``False`` or ``queried_rows=True``
+        learns them unchecked (picked from 150 rows). It holds out a fifth of the transfer set, or as many
         fifths as score 400 rows (up to five: every row, each held out
         once), trains both students on the rows outside each fold (the
         second also on the mixtures of two such rows) and pools their
@@ -438,7 +442,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         check ran (see ``soft_label_check``; ``"copycat"`` alone when no
         search ran, with mixtures, pooled over the check's folds), and of
         ``"queried rows"`` (the mixtures among them) when it checked them
-        (``queried_rows="auto"`` on a table), else None.
+        (``queried_rows="auto"`` on a table with searches, or with mixtures
+        alone below 150 transfer rows or with ``soft_label_check=True``),
+        else None.
     queried_rows_ : bool
         Whether the student trained on the queried rows too.
     n_queried_rows_ : int
@@ -675,7 +681,7 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         if searching and search_budget is not None:
             labeler.set_params(max_queries_per_sample=search_budget)
         held_out = folds = None
-        # queried_rows=True: learned unchecked; so are a larger table's mixtures, half of them picked (_picks_mixtures)
+        # queried_rows=True: learned unchecked; so are a larger table's mixtures alone, half picked (_picks_mixtures)
         checks_mixtures = n_mixtures and self.queried_rows == "auto" and not self._picks_mixtures(len(Z))
         if (searching or checks_mixtures) and self._checks_soft_labels(Z):
             order = np.random.RandomState(seed).permutation(len(Z))
@@ -852,8 +858,9 @@ class DB3Distiller(_TeacherParamMixin, ClassifierMixin, BaseEstimator):
         return int(round(extra * share * n_rows)), search if own is None else min(search, own)
 
     def _picks_mixtures(self, n_rows):
-        """Whether a table's mixtures skip the held-out check so that some are picked: a real transfer set of at
-        least ``_TABLE_MIN_ACTIVE_ROWS`` rows, unless ``soft_label_check=True`` asks for the check."""
+        """Whether a table's mixtures (with no search) skip the held-out check of ``soft_label_check="auto"`` so
+        that some are picked: a real transfer set of at least ``_TABLE_MIN_ACTIVE_ROWS`` rows. ``_n_picked`` picks
+        wherever they train unchecked (``soft_label_check=False`` and ``queried_rows=True`` too)."""
         return (
             not self.input_space_.identity_
             and self.transfer_set is None
