@@ -153,6 +153,7 @@ ROWS = ["teacher", "copycat-sklearn", "copycat", "db3-defaults", "white-box"]
 #: db3-mixup-half: the same budget, half on mixtures and half on the searches (mixup=0.5)
 OPTIONAL_ROWS = ["db3-searches", "db3-queried", "db3-mixup", "db3-mixup-half"]
 WHITE_BOX_TEMPERATURES = (1.0, 2.0, 4.0)
+COPYCATS = ("copycat-sklearn", "copycat")  # the budget-1 rows: the better by fidelity is "the best copycat"
 #: the rows run at each budget of --budgets (--budget-rows); only when named: mixup-picked, the mixup copycat with the
 #: share --active of its mixtures picked where a first student is least sure, on every table (the defaults pick from
 #: _TABLE_MIN_ACTIVE_ROWS transfer rows), and db3-checked, the defaults before picking (random mixtures, checked)
@@ -506,15 +507,13 @@ def summarise(records):
     kept, gaps = [], []
     for table, teacher in dict.fromkeys((r["table"], r["teacher"]) for r in rows):
         pair = [r for r in rows if (r["table"], r["teacher"]) == (table, teacher)]
-        boxes = [r for r in pair if r["row"] == "white-box" and r["budget"] == "" and not np.isnan(r["fidelity"])]
-        box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
+        box = best_row(pair, ("white-box",))
         pair = [r for r in pair if r["row"] != "white-box" or r["budget"] != "" or r is box or box is None]
         kept += pair
         by = {r["row"]: r for r in pair if r["budget"] == ""}  # the rows without a budget (--budgets adds others)
-        copycats = [by[k] for k in ("copycat-sklearn", "copycat") if k in by and not np.isnan(by[k]["fidelity"])]
-        if box is None or not copycats:
+        copy = best_row(pair, COPYCATS)
+        if box is None or copy is None:
             continue
-        copy = max(copycats, key=lambda r: r["fidelity"])
         gap = dict(
             table=table,
             teacher=teacher,
@@ -603,6 +602,13 @@ def print_tables(rows, gaps, min_gap=1.0):
         )
 
 
+def best_row(rows, names, budget=""):
+    """The row of ``rows`` named in ``names`` at ``budget`` ("": none) with the highest mean fidelity (a failed
+    one, NaN, never), or None: the better copycat, or white-box at its best temperature."""
+    rows = [r for r in rows if r["row"] in names and r["budget"] == budget and not np.isnan(r["fidelity"])]
+    return max(rows, key=lambda r: r["fidelity"]) if rows else None
+
+
 def budget_curves(rows):
     """Per budget and (table, teacher): the defaults, the mixup copycat and white-box KD on its rows (its best
     temperature by mean fidelity), with the budget-1 copycats; one dict per (table, teacher, budget)."""
@@ -610,15 +616,13 @@ def budget_curves(rows):
     budgets = sorted({r["budget"] for r in rows if r["budget"] != ""})
     for table, teacher in dict.fromkeys((r["table"], r["teacher"]) for r in rows):
         pair = [r for r in rows if (r["table"], r["teacher"]) == (table, teacher)]
-        copycats = [r for r in pair if r["row"] in ("copycat-sklearn", "copycat") and r["budget"] == ""]
-        best_copycat = max(copycats, key=lambda r: r["fidelity"]) if copycats else None
+        best_copycat = best_row(pair, COPYCATS)
         for budget in budgets:
             at = [r for r in pair if r["budget"] == budget]
             by = {r["row"]: r for r in at if r["row"] != "white-box-mixup"}
-            boxes = [r for r in at if r["row"] == "white-box-mixup" and not np.isnan(r["fidelity"])]
             if "db3-defaults" not in by or "mixup-copycat" not in by:
                 continue
-            box = max(boxes, key=lambda r: r["fidelity"]) if boxes else None
+            box = best_row(at, ("white-box-mixup",), budget)  # its best temperature
             defaults, mixup = by["db3-defaults"], by["mixup-copycat"]
             optional = {
                 f"{name}_{column}": by[row][column] if row in by else np.nan
